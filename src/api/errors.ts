@@ -1,0 +1,128 @@
+/**
+ * Typed upstream errors. Callers match on `code`, never on `instanceof` across module copies.
+ * Every error carries `hint`: the next step for the user, because the message reaches the model verbatim.
+ * Messages never contain an API key or a URL query string; callers pass fingerprints only.
+ */
+export type ErrorCode =
+    | 'NO_API_KEY'
+    | 'AUTH_REVOKED'
+    | 'RATE_LIMITED'
+    | 'QUOTA_EXHAUSTED'
+    | 'NOT_FOUND'
+    | 'UPSTREAM_UNAVAILABLE'
+    | 'UPSTREAM_TIMEOUT'
+    | 'SCHEMA_DRIFT'
+    | 'UPSTREAM_REJECTED'
+    | 'INVALID_INPUT'
+    | 'CANCELLED';
+
+export interface UpstreamErrorOptions {
+    /** HTTP status, `0` for network, timeout and cancellation failures. */
+    status?: number;
+    /** Upstream path such as `/price`, without its query. */
+    endpoint?: string;
+    cause?: unknown;
+}
+
+export class UpstreamError extends Error {
+    readonly code: ErrorCode;
+    readonly hint: string;
+    readonly status: number;
+    readonly endpoint: string | undefined;
+
+    constructor(code: ErrorCode, message: string, hint: string, options: UpstreamErrorOptions = {}) {
+        super(message, options.cause === undefined ? undefined : { cause: options.cause });
+        this.name = 'UpstreamError';
+        this.code = code;
+        this.hint = hint;
+        this.status = options.status ?? 0;
+        this.endpoint = options.endpoint;
+    }
+
+    /** What a user (or model) should read: what happened, then what to do. */
+    get userMessage(): string {
+        return `${this.message} ${this.hint}`;
+    }
+}
+
+const KEY_VARIABLES = 'TOKEN_METRICS_API_KEY, TOKEN_METRICS_API_KEYS or TOKEN_METRICS_API_KEY_FILE';
+
+export const noApiKey = (): UpstreamError =>
+    new UpstreamError(
+        'NO_API_KEY',
+        'No Token Metrics API key is configured.',
+        `Set ${KEY_VARIABLES} in the server's environment (for Claude Desktop: the "env" block of claude_desktop_config.json), then restart the server. Keys are created in the API section of your Token Metrics account.`
+    );
+
+export const allKeysRevoked = (fingerprints: readonly string[], options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'AUTH_REVOKED',
+        `The Token Metrics API rejected every configured key (${fingerprints.join(', ')}) as invalid or revoked.`,
+        `Create a new key in your Token Metrics dashboard and put it in ${KEY_VARIABLES}; a key file is re-read without a restart.`,
+        { status: 401, ...options }
+    );
+
+export const rateLimited = (retryAtMs: number, nowMs: number, options?: UpstreamErrorOptions): UpstreamError => {
+    const seconds = Math.max(1, Math.ceil((retryAtMs - nowMs) / 1000));
+    return new UpstreamError(
+        'RATE_LIMITED',
+        `The Token Metrics API rate limit is reached for every configured key.`,
+        `Retry in about ${seconds} s, or add another key to TOKEN_METRICS_API_KEYS to spread the per-minute limit.`,
+        { status: 429, ...options }
+    );
+};
+
+export const quotaExhausted = (upstreamMessage: string, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'QUOTA_EXHAUSTED',
+        `The Token Metrics API credit quota is used up${upstreamMessage ? ` ("${upstreamMessage}")` : ''}.`,
+        'Wait for the monthly quota to renew, upgrade the plan, or add a key from another plan to TOKEN_METRICS_API_KEYS. Cached answers keep working.',
+        options
+    );
+
+export const notFound = (what: string, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError('NOT_FOUND', `Token Metrics has no data for ${what}.`, 'Check the symbol or id; get_price accepts names and ids too.', {
+        status: 404,
+        ...options
+    });
+
+export const upstreamUnavailable = (detail: string, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'UPSTREAM_UNAVAILABLE',
+        `The Token Metrics API is unavailable (${detail}).`,
+        'This is usually brief: try again in a minute. If it persists, check TOKEN_METRICS_BASE_URL and your network.',
+        options
+    );
+
+export const upstreamTimeout = (ms: number, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'UPSTREAM_TIMEOUT',
+        `The Token Metrics API did not answer within ${(ms / 1000).toFixed(1)} s.`,
+        'Try again shortly; ask for fewer tokens at once if it keeps happening.',
+        { status: 0, ...options }
+    );
+
+export const schemaDrift = (detail: string, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'SCHEMA_DRIFT',
+        `The Token Metrics API answered in an unexpected format (${detail}).`,
+        'The upstream may have changed; try again later, and report it to the crypto-intel-mcp maintainers if it persists.',
+        options
+    );
+
+export const upstreamRejected = (upstreamMessage: string, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'UPSTREAM_REJECTED',
+        `The Token Metrics API refused the request: "${upstreamMessage}".`,
+        'Check the request parameters; if they look right, try again later.',
+        options
+    );
+
+export const invalidInput = (detail: string, hint = 'Correct the arguments and call again.'): UpstreamError =>
+    new UpstreamError('INVALID_INPUT', detail, hint, { status: 400 });
+
+export const cancelled = (options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError('CANCELLED', 'The request was cancelled.', 'Nothing to do: the caller cancelled it.', { status: 0, ...options });
+
+export const isUpstreamError = (value: unknown): value is UpstreamError =>
+    value instanceof Error && typeof (value as Partial<UpstreamError>).code === 'string' && typeof (value as Partial<UpstreamError>).hint === 'string';

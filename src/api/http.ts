@@ -1,0 +1,318 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Clock } from '../clock.js';
+import type { KeyProvider } from '../keys/pool.js';
+import type { Logger } from '../logger.js';
+import {
+    allKeysRevoked,
+    cancelled,
+    isUpstreamError,
+    noApiKey,
+    notFound,
+    quotaExhausted,
+    rateLimited,
+    schemaDrift,
+    upstreamRejected,
+    upstreamTimeout,
+    upstreamUnavailable,
+    type UpstreamError
+} from './errors.js';
+
+export interface RetryPolicy {
+    maxRetries: number;
+    /** Full-jitter exponential backoff: a retry waits random() * min(maxMs, baseMs * 2^attempt). */
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+    /** Cool-down for a 429 that names no Retry-After. */
+    defaultRetryAfterMs: number;
+    /** How long a key whose quota is used up sits out before it is tried again. */
+    exhaustedCooldownMs: number;
+}
+
+export interface HttpOptions {
+    baseUrl: string;
+    attemptTimeoutMs: number;
+    deadlineMs: number;
+    concurrency: number;
+    retry?: Partial<RetryPolicy>;
+    /** Injected for deterministic jitter in tests. */
+    random?: () => number;
+    /** Injected for tests; by default one keep-alive Agent per client. */
+    dispatcher?: Dispatcher;
+}
+
+export type QueryValue = string | number | undefined;
+
+export interface UpstreamRequest {
+    /** Endpoint path such as `/price`. */
+    path: string;
+    query?: Record<string, QueryValue>;
+    signal?: AbortSignal;
+}
+
+export interface UpstreamPage {
+    rows: unknown[];
+    /** Fingerprint of the key that served the page. */
+    servedBy: string;
+}
+
+const DEFAULT_RETRY: RetryPolicy = {
+    maxRetries: 3,
+    backoffBaseMs: 250,
+    backoffMaxMs: 4_000,
+    defaultRetryAfterMs: 10_000,
+    exhaustedCooldownMs: 3_600_000
+};
+
+/** Statuses worth another attempt; 400/401/403/404 are answers, not accidents. */
+const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+const QUOTA_MESSAGE = /quota|credits?\b|plan limit|limit exceeded|upgrade/i;
+
+/** Parse `Retry-After` (delta seconds or an HTTP date) into an absolute time. */
+export function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | undefined {
+    const raw = Array.isArray(value) ? value[0] : value;
+    if (raw === undefined || raw.trim() === '') return undefined;
+    if (/^\d+(\.\d+)?$/.test(raw.trim())) return nowMs + Math.round(Number(raw) * 1000);
+    const date = Date.parse(raw);
+    return Number.isNaN(date) ? undefined : Math.max(nowMs, date);
+}
+
+/** A counting semaphore: at most `limit` upstream requests in flight, the rest queue in order. */
+class Semaphore {
+    private active = 0;
+    private readonly waiting: Array<() => void> = [];
+
+    constructor(private readonly limit: number) {}
+
+    async acquire(signal: AbortSignal): Promise<() => void> {
+        if (this.active >= this.limit) {
+            await new Promise<void>((resolve, reject) => {
+                const onAbort = () => {
+                    const index = this.waiting.indexOf(grant);
+                    if (index >= 0) this.waiting.splice(index, 1);
+                    reject(signal.reason);
+                };
+                const grant = () => {
+                    signal.removeEventListener('abort', onAbort);
+                    resolve();
+                };
+                if (signal.aborted) return reject(signal.reason);
+                signal.addEventListener('abort', onAbort, { once: true });
+                this.waiting.push(grant);
+            });
+        } else {
+            this.active += 1;
+        }
+        let released = false;
+        return () => {
+            if (released) return;
+            released = true;
+            const next = this.waiting.shift();
+            if (next) next();
+            else this.active -= 1;
+        };
+    }
+}
+
+interface RawResponse {
+    status: number;
+    headers: Record<string, string | string[] | undefined>;
+    text: string;
+}
+
+/** A message the upstream put in its envelope, if any, without trusting its shape. */
+function envelopeMessage(text: string): string {
+    try {
+        const body = JSON.parse(text) as { message?: unknown };
+        return typeof body?.message === 'string' ? body.message.slice(0, 200) : '';
+    } catch {
+        return '';
+    }
+}
+
+/**
+ * The HTTP layer for the Token Metrics API: one keep-alive Agent, a per-attempt timeout inside an
+ * overall deadline, cancellation, key selection per attempt, retries with full-jitter backoff that
+ * honour Retry-After, and a concurrency cap. It returns the envelope's `data` rows, unparsed.
+ */
+export class UpstreamHttp {
+    private readonly retry: RetryPolicy;
+    private readonly dispatcher: Dispatcher;
+    private readonly ownsDispatcher: boolean;
+    private readonly semaphore: Semaphore;
+    private readonly random: () => number;
+    private readonly base: URL;
+
+    constructor(
+        private readonly options: HttpOptions,
+        private readonly keys: KeyProvider,
+        private readonly clock: Clock,
+        private readonly logger: Logger
+    ) {
+        this.retry = { ...DEFAULT_RETRY, ...options.retry };
+        this.random = options.random ?? Math.random;
+        this.semaphore = new Semaphore(options.concurrency);
+        this.base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
+        this.ownsDispatcher = !options.dispatcher;
+        this.dispatcher =
+            options.dispatcher ??
+            new Agent({
+                connectTimeout: Math.min(5_000, options.attemptTimeoutMs),
+                headersTimeout: options.attemptTimeoutMs,
+                bodyTimeout: options.attemptTimeoutMs,
+                keepAliveTimeout: 30_000,
+                connections: options.concurrency * 2
+            });
+    }
+
+    /** The URL of a request, query encoded by URLSearchParams; never carries a key. */
+    url(path: string, query: Record<string, QueryValue> = {}): URL {
+        const url = new URL(path.replace(/^\/+/, ''), this.base);
+        for (const [name, value] of Object.entries(query)) {
+            if (value !== undefined) url.searchParams.set(name, String(value));
+        }
+        return url;
+    }
+
+    async getRows(req: UpstreamRequest): Promise<UpstreamPage> {
+        const started = this.clock.now();
+        const deadline = started + this.options.deadlineMs;
+        const url = this.url(req.path, req.query);
+        const endpoint = req.path;
+        let retries = 0;
+        let lastFailure: UpstreamError | undefined;
+
+        for (;;) {
+            if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
+            const choice = this.keys.choose(this.clock.now());
+            if (choice.kind === 'none') {
+                throw choice.reason === 'no-keys' ? noApiKey() : allKeysRevoked(choice.fingerprints, { endpoint });
+            }
+            if (choice.kind === 'wait') {
+                const failure =
+                    choice.reason === 'exhausted' ? quotaExhausted('', { endpoint, status: 429 }) : rateLimited(choice.untilMs, this.clock.now(), { endpoint });
+                if (choice.untilMs > deadline || retries >= this.retry.maxRetries) throw failure;
+                retries += 1;
+                await this.pause(choice.untilMs - this.clock.now(), req.signal, endpoint);
+                continue;
+            }
+
+            const remaining = deadline - this.clock.now();
+            if (remaining <= 0) throw lastFailure ?? upstreamTimeout(this.options.deadlineMs, { endpoint });
+            let response: RawResponse;
+            const attemptStarted = this.clock.now();
+            try {
+                response = await this.send(url, choice.key, Math.min(this.options.attemptTimeoutMs, remaining), req.signal);
+            } catch (error) {
+                if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
+                this.keys.report(choice.key, { kind: 'failed' }, this.clock.now());
+                const timedOut = error instanceof Error && (error.name === 'TimeoutError' || /timeout/i.test(error.name + (error as { code?: string }).code));
+                lastFailure = timedOut
+                    ? upstreamTimeout(Math.min(this.options.attemptTimeoutMs, remaining), { endpoint, cause: error })
+                    : upstreamUnavailable('connection failed', { endpoint, cause: error });
+                this.logger.debug('upstream attempt failed', { endpoint, key: choice.fingerprint, error: lastFailure.code, ms: this.clock.now() - attemptStarted });
+                if (retries >= this.retry.maxRetries) throw lastFailure;
+                retries += 1;
+                await this.backoff(retries, deadline, req.signal, endpoint, lastFailure);
+                continue;
+            }
+
+            const now = this.clock.now();
+            this.logger.debug('upstream attempt', { endpoint, key: choice.fingerprint, status: response.status, ms: now - attemptStarted });
+            const message = envelopeMessage(response.text);
+            const status = response.status;
+
+            if (status === 402 || ((status === 401 || status === 403 || status === 429) && QUOTA_MESSAGE.test(message))) {
+                this.keys.report(choice.key, { kind: 'exhausted', untilMs: now + this.retry.exhaustedCooldownMs }, now);
+                this.logger.warn('API key quota used up; trying the next key', { key: choice.fingerprint });
+                lastFailure = quotaExhausted(message, { endpoint, status });
+                continue;
+            }
+            if (status === 401 || status === 403) {
+                this.keys.report(choice.key, { kind: 'revoked' }, now);
+                this.logger.warn('API key rejected as invalid or revoked; trying the next key', { key: choice.fingerprint, status });
+                continue;
+            }
+            if (status === 429) {
+                const retryAt = parseRetryAfter(response.headers['retry-after'], now) ?? now + this.retry.defaultRetryAfterMs;
+                this.keys.report(choice.key, { kind: 'rate-limited', untilMs: retryAt }, now);
+                this.logger.info('API key rate limited', { key: choice.fingerprint, retryInMs: retryAt - now });
+                continue;
+            }
+            if (RETRYABLE_STATUS.has(status)) {
+                this.keys.report(choice.key, { kind: 'failed' }, now);
+                lastFailure = upstreamUnavailable(`HTTP ${status}`, { endpoint, status });
+                if (retries >= this.retry.maxRetries) throw lastFailure;
+                retries += 1;
+                const retryAt = parseRetryAfter(response.headers['retry-after'], now);
+                if (retryAt !== undefined) {
+                    if (retryAt > deadline) throw lastFailure;
+                    await this.pause(retryAt - now, req.signal, endpoint);
+                } else {
+                    await this.backoff(retries, deadline, req.signal, endpoint, lastFailure);
+                }
+                continue;
+            }
+            this.keys.report(choice.key, { kind: 'ok' }, now);
+            if (status === 404) throw notFound(`the endpoint ${endpoint}`, { endpoint });
+            if (status < 200 || status >= 300) throw upstreamRejected(message || `HTTP ${status}`, { endpoint, status });
+            return { rows: this.unwrap(response.text, endpoint), servedBy: choice.fingerprint };
+        }
+    }
+
+    async close(): Promise<void> {
+        if (this.ownsDispatcher) await this.dispatcher.close();
+    }
+
+    private unwrap(text: string, endpoint: string): unknown[] {
+        let body: unknown;
+        try {
+            body = JSON.parse(text);
+        } catch (error) {
+            throw schemaDrift('the response body is not valid JSON', { endpoint, status: 200, cause: error });
+        }
+        if (typeof body !== 'object' || body === null) throw schemaDrift('the response is not a JSON object', { endpoint, status: 200 });
+        const envelope = body as { success?: unknown; message?: unknown; data?: unknown };
+        const message = typeof envelope.message === 'string' ? envelope.message.slice(0, 200) : '';
+        if (envelope.success === false) {
+            throw QUOTA_MESSAGE.test(message) ? quotaExhausted(message, { endpoint, status: 200 }) : upstreamRejected(message || 'success: false', { endpoint, status: 200 });
+        }
+        if (envelope.data === undefined || envelope.data === null) return [];
+        if (!Array.isArray(envelope.data)) throw schemaDrift('"data" is not a list', { endpoint, status: 200 });
+        return envelope.data;
+    }
+
+    private async send(url: URL, key: string, timeoutMs: number, callerSignal: AbortSignal | undefined): Promise<RawResponse> {
+        const signals = [AbortSignal.timeout(timeoutMs)];
+        if (callerSignal) signals.push(callerSignal);
+        const signal = AbortSignal.any(signals);
+        const release = await this.semaphore.acquire(signal);
+        try {
+            const response = await request(url, {
+                method: 'GET',
+                headers: { 'x-api-key': key, accept: 'application/json', 'user-agent': 'crypto-intel-mcp' },
+                signal,
+                dispatcher: this.dispatcher
+            });
+            const text = await response.body.text();
+            return { status: response.statusCode, headers: response.headers, text };
+        } finally {
+            release();
+        }
+    }
+
+    private async backoff(retry: number, deadline: number, signal: AbortSignal | undefined, endpoint: string, failure: UpstreamError): Promise<void> {
+        const ceiling = Math.min(this.retry.backoffMaxMs, this.retry.backoffBaseMs * 2 ** retry);
+        const wait = Math.floor(this.random() * ceiling);
+        if (this.clock.now() + wait >= deadline) throw failure;
+        await this.pause(wait, signal, endpoint);
+    }
+
+    private async pause(ms: number, signal: AbortSignal | undefined, endpoint: string): Promise<void> {
+        try {
+            await this.clock.sleep(ms, signal);
+        } catch (error) {
+            if (isUpstreamError(error)) throw error;
+            throw cancelled({ endpoint, cause: error });
+        }
+    }
+}

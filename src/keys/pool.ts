@@ -1,0 +1,134 @@
+import { fingerprint } from '../redact.js';
+
+/** What happened to a request made with a key; the pool turns it into the key's health. */
+export type KeyOutcome =
+    | { kind: 'ok' }
+    | { kind: 'failed' }
+    | { kind: 'revoked' }
+    | { kind: 'rate-limited'; untilMs: number }
+    | { kind: 'exhausted'; untilMs: number };
+
+export type KeyChoice =
+    | { kind: 'key'; key: string; fingerprint: string }
+    /** Every usable key is cooling down; the earliest is usable again at `untilMs`. */
+    | { kind: 'wait'; untilMs: number; reason: 'rate-limited' | 'exhausted' }
+    | { kind: 'none'; reason: 'no-keys' }
+    | { kind: 'none'; reason: 'all-revoked'; fingerprints: string[] };
+
+/** The HTTP layer's view of key management: pick a key per attempt, report how it went. */
+export interface KeyProvider {
+    choose(nowMs: number): KeyChoice;
+    report(key: string, outcome: KeyOutcome, nowMs: number): void;
+}
+
+/** Per-key usage, exposed by fingerprint only. */
+export interface KeyStats {
+    fingerprint: string;
+    calls: number;
+    failures: number;
+    rateLimited: number;
+    revoked: boolean;
+    exhausted: boolean;
+    coolingUntil: number | null;
+    lastUsedAt: number | null;
+}
+
+interface KeyState {
+    readonly key: string;
+    readonly stats: KeyStats;
+}
+
+/**
+ * Keys in the user's order; the first healthy one serves each attempt. A revoked key stays out until
+ * the key set is replaced (the key file changed); a rate-limited or exhausted key sits out its cool-down.
+ */
+export class KeyPool implements KeyProvider {
+    private states: KeyState[] = [];
+
+    constructor(keys: readonly string[] = []) {
+        this.replace(keys);
+    }
+
+    /**
+     * Install a new key set (rotation). Counters and cool-downs of keys that stay are kept, so traffic
+     * does not stampede a key that was just rate limited; revocations are forgotten because the user
+     * edited the keys, which is how they tell us to try again.
+     */
+    replace(keys: readonly string[]): void {
+        const previous = new Map(this.states.map(state => [state.key, state]));
+        this.states = [...new Set(keys)].map(key => {
+            const kept = previous.get(key);
+            if (kept) {
+                kept.stats.revoked = false;
+                return kept;
+            }
+            return {
+                key,
+                stats: {
+                    fingerprint: fingerprint(key),
+                    calls: 0,
+                    failures: 0,
+                    rateLimited: 0,
+                    revoked: false,
+                    exhausted: false,
+                    coolingUntil: null,
+                    lastUsedAt: null
+                }
+            };
+        });
+    }
+
+    get size(): number {
+        return this.states.length;
+    }
+
+    choose(nowMs: number): KeyChoice {
+        if (this.states.length === 0) return { kind: 'none', reason: 'no-keys' };
+        let earliest: KeyState | undefined;
+        for (const state of this.states) {
+            const { stats } = state;
+            if (stats.revoked) continue;
+            if (stats.coolingUntil === null || stats.coolingUntil <= nowMs) {
+                stats.coolingUntil = null;
+                stats.exhausted = false;
+                return { kind: 'key', key: state.key, fingerprint: stats.fingerprint };
+            }
+            if (!earliest || stats.coolingUntil < (earliest.stats.coolingUntil ?? Infinity)) earliest = state;
+        }
+        if (!earliest) return { kind: 'none', reason: 'all-revoked', fingerprints: this.states.map(state => state.stats.fingerprint) };
+        return { kind: 'wait', untilMs: earliest.stats.coolingUntil!, reason: earliest.stats.exhausted ? 'exhausted' : 'rate-limited' };
+    }
+
+    report(key: string, outcome: KeyOutcome, nowMs: number): void {
+        const state = this.states.find(candidate => candidate.key === key);
+        if (!state) return; // rotated out while the request was in flight
+        const { stats } = state;
+        stats.calls += 1;
+        stats.lastUsedAt = nowMs;
+        switch (outcome.kind) {
+            case 'ok':
+                break;
+            case 'failed':
+                stats.failures += 1;
+                break;
+            case 'revoked':
+                stats.failures += 1;
+                stats.revoked = true;
+                break;
+            case 'rate-limited':
+                stats.failures += 1;
+                stats.rateLimited += 1;
+                stats.coolingUntil = Math.max(stats.coolingUntil ?? 0, outcome.untilMs);
+                break;
+            case 'exhausted':
+                stats.failures += 1;
+                stats.exhausted = true;
+                stats.coolingUntil = Math.max(stats.coolingUntil ?? 0, outcome.untilMs);
+                break;
+        }
+    }
+
+    stats(): KeyStats[] {
+        return this.states.map(state => ({ ...state.stats }));
+    }
+}

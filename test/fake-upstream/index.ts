@@ -1,0 +1,322 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { FakeWorld, type FakeToken } from './data.js';
+
+export { FakeWorld } from './data.js';
+
+/** One request as the fake saw it. The key is kept so tests can assert which key served a call. */
+export interface FakeCall {
+    path: string;
+    query: Record<string, string>;
+    /** The raw query string as received, to prove what reached the upstream URL. */
+    rawQuery: string;
+    key: string | null;
+    status: number;
+    at: number;
+    /** The client went away before the answer was sent (a cancelled request). */
+    aborted: boolean;
+}
+
+export type Fault =
+    | { kind: 'latency'; ms: number }
+    | { kind: 'status'; status: number; retryAfter?: string; message?: string }
+    | { kind: 'rate-limit'; retryAfter?: string }
+    | { kind: 'truncated' }
+    | { kind: 'success-false'; message: string }
+    | { kind: 'drift' }
+    | { kind: 'reset' };
+
+export interface FaultRule {
+    fault: Fault;
+    /** Only requests to this path (e.g. `/price`); all paths when absent. */
+    path?: string;
+    /** Only requests made with this key. */
+    key?: string;
+    /** How many matching requests it affects; unlimited when absent. */
+    times?: number;
+}
+
+export interface FakeUpstreamOptions {
+    /** When set, only these keys are accepted (others get 401). Otherwise any key not revoked works. */
+    validKeys?: string[];
+    world?: FakeWorld;
+    /** Latency added to every request, e.g. for the bench's cold numbers. */
+    latencyMs?: number;
+}
+
+const ENDPOINTS = [
+    '/tokens',
+    '/price',
+    '/tm-grade',
+    '/trader-grades',
+    '/investor-grades',
+    '/trading-signals',
+    '/hourly-trading-signals',
+    '/moonshot-tokens',
+    '/daily-ohlcv'
+] as const;
+
+const DAY_MS = 86_400_000;
+
+/**
+ * A local fake of the Token Metrics Data API on 127.0.0.1 with an ephemeral port. It serves the
+ * envelope and row shapes of DESIGN.md section 5, records every call, and injects faults on demand.
+ */
+export class FakeUpstream {
+    readonly calls: FakeCall[] = [];
+    /** Highest number of requests in flight at once since the last reset. */
+    maxInFlight = 0;
+    latencyMs: number;
+    readonly world: FakeWorld;
+
+    private inFlight = 0;
+    private rules: FaultRule[] = [];
+    private readonly revoked = new Set<string>();
+    private readonly removed = new Set<string>();
+    private readonly sockets = new Set<Socket>();
+    private validKeys: Set<string> | null;
+
+    private constructor(
+        private readonly server: Server,
+        options: FakeUpstreamOptions
+    ) {
+        this.world = options.world ?? new FakeWorld();
+        this.latencyMs = options.latencyMs ?? 0;
+        this.validKeys = options.validKeys ? new Set(options.validKeys) : null;
+    }
+
+    static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+        let fake: FakeUpstream | undefined;
+        const server = createServer((req, res) => void fake!.handle(req, res));
+        fake = new FakeUpstream(server, options);
+        server.on('connection', socket => {
+            fake!.sockets.add(socket);
+            socket.on('close', () => fake!.sockets.delete(socket));
+        });
+        await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
+        return fake;
+    }
+
+    get port(): number {
+        return (this.server.address() as AddressInfo).port;
+    }
+
+    /** What TOKEN_METRICS_BASE_URL should be set to. */
+    get baseUrl(): string {
+        return `http://127.0.0.1:${this.port}/v2`;
+    }
+
+    /** Calls to a path (all paths when absent). */
+    count(path?: string): number {
+        return path ? this.calls.filter(call => call.path === path).length : this.calls.length;
+    }
+
+    /** Calls as `'/price tm-…1111 -> 200'` lines, for asserting exact sequences. */
+    log(path?: string): string[] {
+        return this.calls
+            .filter(call => !path || call.path === path)
+            .map(call => `${call.path} ${call.key ? `tm-…${call.key.slice(-4)}` : 'no-key'} -> ${call.status}`);
+    }
+
+    inject(rule: FaultRule): void {
+        this.rules.push({ ...rule });
+    }
+
+    clearFaults(): void {
+        this.rules = [];
+    }
+
+    /** From now on, this key gets 401. */
+    revoke(key: string): void {
+        this.revoked.add(key);
+    }
+
+    setValidKeys(keys: string[] | null): void {
+        this.validKeys = keys ? new Set(keys) : null;
+    }
+
+    /** The endpoint answers 404 from now on, as a retired upstream endpoint would. */
+    removeEndpoint(path: string): void {
+        this.removed.add(path);
+    }
+
+    restoreEndpoint(path: string): void {
+        this.removed.delete(path);
+    }
+
+    /** Forget calls, faults, revocations and removed endpoints. */
+    reset(): void {
+        this.calls.length = 0;
+        this.rules = [];
+        this.maxInFlight = 0;
+        this.revoked.clear();
+        this.removed.clear();
+    }
+
+    async close(): Promise<void> {
+        for (const socket of this.sockets) socket.destroy();
+        await new Promise<void>(resolve => this.server.close(() => resolve()));
+    }
+
+    private takeFaults(path: string, key: string | null): Fault[] {
+        const faults: Fault[] = [];
+        for (const rule of this.rules) {
+            if (rule.path && rule.path !== path) continue;
+            if (rule.key && rule.key !== key) continue;
+            if (rule.times !== undefined) {
+                if (rule.times <= 0) continue;
+                rule.times -= 1;
+            }
+            faults.push(rule.fault);
+        }
+        return faults;
+    }
+
+    private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+        this.inFlight += 1;
+        this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+        const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+        const path = url.pathname.replace(/^\/v2/, '') || '/';
+        const rawKey = req.headers['x-api-key'];
+        const key = typeof rawKey === 'string' ? rawKey : null;
+        const call: FakeCall = {
+            path,
+            query: Object.fromEntries(url.searchParams),
+            rawQuery: url.search,
+            key,
+            status: 0,
+            at: Date.now(),
+            aborted: false
+        };
+        this.calls.push(call);
+        res.on('close', () => {
+            if (!res.writableFinished) call.aborted = true;
+        });
+        const send = (status: number, body: string, headers: Record<string, string> = {}) => {
+            call.status = status;
+            res.writeHead(status, { 'content-type': 'application/json', ...headers });
+            res.end(body);
+        };
+        try {
+            const faults = this.takeFaults(path, key);
+            const latency = this.latencyMs + faults.reduce((sum, fault) => sum + (fault.kind === 'latency' ? fault.ms : 0), 0);
+            if (latency > 0) await new Promise(resolve => setTimeout(resolve, latency));
+            if (res.destroyed) return;
+
+            if (!key || this.revoked.has(key) || (this.validKeys && !this.validKeys.has(key))) {
+                return send(401, JSON.stringify({ success: false, message: 'Invalid API key' }));
+            }
+            for (const fault of faults) {
+                switch (fault.kind) {
+                    case 'reset':
+                        call.status = -1;
+                        req.socket.destroy();
+                        return;
+                    case 'status':
+                        return send(fault.status, JSON.stringify({ success: false, message: fault.message ?? `fake error ${fault.status}` }), {
+                            ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {})
+                        });
+                    case 'rate-limit':
+                        return send(429, JSON.stringify({ success: false, message: 'Too many requests' }), {
+                            ...(fault.retryAfter !== undefined ? { 'retry-after': fault.retryAfter } : {})
+                        });
+                    case 'success-false':
+                        return send(200, JSON.stringify({ success: false, message: fault.message, length: 0, data: [] }));
+                    default:
+                        break;
+                }
+            }
+            if (this.removed.has(path) || !(ENDPOINTS as readonly string[]).includes(path)) {
+                return send(404, JSON.stringify({ success: false, message: 'Not Found' }));
+            }
+            const result = this.route(path, url.searchParams);
+            if ('error' in result) return send(400, JSON.stringify({ success: false, message: result.error }));
+            let rows = result.rows;
+            if (faults.some(fault => fault.kind === 'drift')) rows = rows.map(drift);
+            const body = JSON.stringify({ success: true, message: 'Data fetched successfully', length: rows.length, data: rows });
+            if (faults.some(fault => fault.kind === 'truncated')) return send(200, body.slice(0, Math.floor(body.length / 2)));
+            send(200, body);
+        } catch (error) {
+            send(500, JSON.stringify({ success: false, message: `fake crashed: ${(error as Error).message}` }));
+        } finally {
+            this.inFlight -= 1;
+        }
+    }
+
+    private route(path: string, params: URLSearchParams): { rows: Array<Record<string, unknown>> } | { error: string } {
+        const world = this.world;
+        const limit = Number(params.get('limit') ?? 50);
+        const page = Number(params.get('page') ?? 1);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 100) return { error: 'limit must be between 1 and 100' };
+        if (!Number.isInteger(page) || page < 1) return { error: 'page must be a positive integer' };
+        const paginate = (rows: Array<Record<string, unknown>>) => ({ rows: rows.slice((page - 1) * limit, page * limit) });
+        const list = (name: string) =>
+            (params.get(name) ?? '')
+                .split(',')
+                .map(item => item.trim())
+                .filter(Boolean);
+
+        const ids = list('token_id');
+        if (ids.some(id => !/^\d+$/.test(id))) return { error: 'token_id must be a comma-separated list of integers' };
+        const symbols = list('symbol').map(symbol => symbol.toUpperCase());
+        const names = list('token_name').map(name => name.toLowerCase());
+        const filtered = (): FakeToken[] =>
+            world.tokens.filter(
+                token =>
+                    (ids.length === 0 || ids.includes(String(token.id))) &&
+                    (symbols.length === 0 || symbols.includes(token.symbol)) &&
+                    (names.length === 0 || names.includes(token.name.toLowerCase()))
+            );
+        const days = (): number | { error: string } => {
+            const start = params.get('startDate');
+            const end = params.get('endDate');
+            if (!start && !end) return 1;
+            if (!start || !end || !/^\d{4}-\d{2}-\d{2}$/.test(start) || !/^\d{4}-\d{2}-\d{2}$/.test(end)) {
+                return { error: 'startDate and endDate must be YYYY-MM-DD' };
+            }
+            const span = (Date.parse(end) - Date.parse(start)) / DAY_MS;
+            if (span < 0 || span > 29) return { error: 'date range must be at most 29 days' };
+            return span + 1;
+        };
+
+        switch (path) {
+            case '/tokens':
+                return paginate(filtered().map(token => world.tokenRow(token)));
+            case '/price':
+                if (ids.length === 0) return { error: 'token_id is required' };
+                return paginate(filtered().map(token => world.priceRow(token)));
+            case '/tm-grade':
+                return paginate(filtered().map(token => world.tmGradeRow(token)));
+            case '/trader-grades':
+                return paginate(filtered().map(token => world.traderGradeRow(token)));
+            case '/investor-grades':
+                return paginate(filtered().map(token => world.investorGradeRow(token)));
+            case '/trading-signals': {
+                const span = days();
+                if (typeof span !== 'number') return span;
+                return paginate(filtered().flatMap(token => world.tradingSignalRows(token, span)));
+            }
+            case '/hourly-trading-signals': {
+                if (ids.length !== 1) return { error: 'token_id is required' };
+                return paginate(filtered().flatMap(token => world.hourlySignalRows(token)));
+            }
+            case '/moonshot-tokens': {
+                const type = params.get('type') ?? 'active';
+                if (type !== 'active' && type !== 'past') return { error: 'type must be active or past' };
+                return paginate(world.moonshotRows(type));
+            }
+            case '/daily-ohlcv': {
+                const span = days();
+                if (typeof span !== 'number') return span;
+                return paginate(filtered().flatMap(token => world.ohlcvRows(token, span)));
+            }
+            default:
+                return { error: 'unknown endpoint' };
+        }
+    }
+}
+
+/** Drifted types: numbers become objects, as a changed upstream serializer might send. */
+function drift(row: Record<string, unknown>): Record<string, unknown> {
+    return Object.fromEntries(Object.entries(row).map(([name, value]) => [name, typeof value === 'number' ? { value } : value]));
+}

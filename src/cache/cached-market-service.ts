@@ -1,0 +1,621 @@
+import { MAX_RANGE_DAYS, type GradeSources, type MarketData, type MoonshotType, type TokenQuery } from '../api/client.js';
+import { cancelled, invalidInput, isUpstreamError, type ErrorCode } from '../api/errors.js';
+import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } from '../api/schemas.js';
+import type { Clock } from '../clock.js';
+import type { TtlEndpoint } from '../config.js';
+import type { Logger } from '../logger.js';
+import {
+    CACHE_ENDPOINTS,
+    type CacheEndpoint,
+    type CacheStats,
+    type EndpointStats,
+    type MarketService,
+    type MarketServiceOptions,
+    type Sourced
+} from './market-service.js';
+import { CACHE_FILE_NAME, ensureCacheDir, errorCode, loadCacheFile, saveCacheFile } from './persistence.js';
+import { deferred, SharedCall, untilAborted, type Deferred } from './shared-call.js';
+import { EntryStore, type CacheEntry } from './store.js';
+import { resolveTtlMs } from './ttl.js';
+
+/**
+ * The upstream serves one page of up to 100 moonshots for one credit whatever the limit, and the tools offer 1..50:
+ * fetching 50 every time lets every limit share one entry.
+ */
+export const MOONSHOT_FETCH_LIMIT = 50;
+
+const DEFAULT_MAX_SIZE_CHARS = 64 * 1024 * 1024;
+const DEFAULT_PERSIST_DEBOUNCE_MS = 2000;
+/** Steady traffic keeps postponing a trailing debounce; after this many debounce periods the file is written anyway. */
+const PERSIST_MAX_DELAY_FACTOR = 10;
+
+/**
+ * Failures that say nothing about the question itself, only that the upstream cannot answer right now: an older answer
+ * is then better than none. Auth, input and not-found errors would be hidden by a stale answer, so they propagate.
+ */
+const STALE_IF_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+    'UPSTREAM_UNAVAILABLE',
+    'UPSTREAM_TIMEOUT',
+    'RATE_LIMITED',
+    'QUOTA_EXHAUSTED',
+    'SCHEMA_DRIFT'
+]);
+
+const isArray = (value: unknown): boolean => Array.isArray(value);
+const isNullOrObject = (value: unknown): boolean => value === null || (typeof value === 'object' && !Array.isArray(value));
+const isGradeSources = (value: unknown): boolean =>
+    typeof value === 'object' &&
+    value !== null &&
+    (['tm', 'trader', 'investor'] as const).every(field => {
+        const part = (value as Record<string, unknown>)[field];
+        return part === null || Array.isArray(part);
+    });
+
+/**
+ * Every kind of entry, by key prefix: which counters it feeds, which TTL applies, and the outer shape a value
+ * loaded from disk must have. Keys are `<prefix>:<canonical parts>`, e.g. `price:3375`, `signals:3375:29`,
+ * `tokens:symbol:BTC`, `tokens:name:bitcoin`, `moonshots:active`.
+ */
+const KEY_KINDS: Record<string, { endpoint: CacheEndpoint; ttl: TtlEndpoint; check: (value: unknown) => boolean }> = {
+    tokens: { endpoint: 'tokens', ttl: 'tokens', check: isArray },
+    price: { endpoint: 'prices', ttl: 'price', check: isNullOrObject },
+    grades: { endpoint: 'grades', ttl: 'grades', check: isGradeSources },
+    signals: { endpoint: 'tradingSignals', ttl: 'signals', check: isArray },
+    hourly: { endpoint: 'hourlySignals', ttl: 'signals', check: isArray },
+    moonshots: { endpoint: 'moonshots', ttl: 'moonshots', check: isArray },
+    ohlcv: { endpoint: 'dailyOhlcv', ttl: 'ohlcv', check: isArray }
+};
+
+const kindOf = (key: string) => KEY_KINDS[key.slice(0, key.indexOf(':'))];
+
+const ENDPOINT_TTL: Record<CacheEndpoint, TtlEndpoint> = {
+    tokens: 'tokens',
+    prices: 'price',
+    grades: 'grades',
+    tradingSignals: 'signals',
+    hourlySignals: 'signals',
+    moonshots: 'moonshots',
+    dailyOhlcv: 'ohlcv'
+};
+
+interface Item<P> {
+    key: string;
+    param: P;
+}
+
+/**
+ * Fetches the entries for `params` in one inner call. The map must hold a value for every requested key (an empty
+ * list or `null` for "the upstream has nothing", which is cached too, so unknown tokens are not paid for twice);
+ * extra keys it returns are stored as well.
+ */
+type Fetcher<P, V> = (params: P[], signal: AbortSignal) => Promise<Map<string, V>>;
+
+interface Flight {
+    call: SharedCall;
+    result: Deferred<CacheEntry>;
+}
+
+interface Batch {
+    call: SharedCall;
+    items: Array<Item<unknown>>;
+    results: Array<Deferred<CacheEntry>>;
+    fetcher: Fetcher<unknown, unknown>;
+    timer: NodeJS.Timeout;
+}
+
+type CounterTable = Record<CacheEndpoint, EndpointStats>;
+
+interface Started {
+    call: SharedCall;
+    results: Array<Deferred<CacheEntry>>;
+}
+
+interface Resolved<V> {
+    value: V;
+    fetchedAt: number;
+    /** null when fresh. */
+    staleAgeMs: number | null;
+}
+
+type TokenParam = { kind: 'symbol' | 'name'; value: string } | { kind: 'id'; value: number };
+
+function checkIds(ids: readonly number[]): void {
+    for (const id of ids) {
+        // Checked here as well as in the client: one bad id in a merged price batch would otherwise fail every caller in it.
+        if (!Number.isSafeInteger(id) || id <= 0) throw invalidInput(`"${String(id).slice(0, 20)}" is not a token id.`);
+    }
+}
+
+/** The client clamps `days` the same way, so `days: 30` and `days: 29` are the same question and share an entry. */
+function clampDays(days: number): number {
+    if (!Number.isFinite(days)) throw invalidInput('The number of days must be a number.');
+    return Math.max(1, Math.min(MAX_RANGE_DAYS, Math.floor(days)));
+}
+
+const uniqueIds = (ids: readonly number[]): number[] => [...new Set(ids)];
+
+function emptyStats(): EndpointStats {
+    return { hits: 0, misses: 0, coalesced: 0, staleServed: 0, upstreamCalls: 0 };
+}
+
+function newestFirst<T extends { date: string | null }>(a: T, b: T): number {
+    return (b.date ?? '').localeCompare(a.date ?? '');
+}
+
+/**
+ * The cache in front of `MarketData`. Every upstream call costs the user a credit, so:
+ * - entries are small and shared (one per price id, per grade id, per token symbol/name/id, ...), so overlapping
+ *   questions pay once, and a multi-token question sends only its missing parts upstream, in one call;
+ * - identical requests in flight share one call; price requests within `batchWindowMs` are merged into one call;
+ * - when the upstream is down, an expired answer younger than `staleMaxAgeSeconds` is served with its age;
+ * - with a `cacheDir`, entries survive restarts in one JSON file (see `persistence.ts`).
+ * The file is read synchronously here, once; writes are asynchronous, debounced, and forced by `flush()`/`close()`.
+ */
+export class CachedMarketService implements MarketService {
+    private readonly inner: MarketData;
+    private readonly clock: Clock;
+    private readonly logger: Logger;
+    private readonly ttlMs: Record<TtlEndpoint, number>;
+    private readonly staleMaxMs: number;
+    private readonly batchWindowMs: number;
+    private readonly store: EntryStore;
+    private readonly counters: CounterTable;
+    private readonly flights = new Map<string, Flight>();
+    private readonly batches = new Map<CacheEndpoint, Batch>();
+
+    private readonly cacheDir: string | null;
+    private readonly persistDebounceMs: number;
+    private persistTimer: NodeJS.Timeout | null = null;
+    private dirtySince: number | null = null;
+    private writing: Promise<void> = Promise.resolve();
+    private closing: Promise<void> | null = null;
+
+    constructor(options: MarketServiceOptions) {
+        this.inner = options.inner;
+        this.clock = options.clock;
+        this.logger = options.logger;
+        this.ttlMs = resolveTtlMs(options.ttlSeconds);
+        this.staleMaxMs = Math.max(0, options.staleMaxAgeSeconds) * 1000;
+        this.batchWindowMs = Math.max(0, options.batchWindowMs);
+        this.persistDebounceMs = Math.max(0, options.persistDebounceMs ?? DEFAULT_PERSIST_DEBOUNCE_MS);
+        this.store = new EntryStore({
+            clock: options.clock,
+            maxEntries: options.maxEntries,
+            maxSizeChars: options.maxSizeChars ?? DEFAULT_MAX_SIZE_CHARS,
+            staleMaxMs: this.staleMaxMs
+        });
+        this.counters = Object.fromEntries(CACHE_ENDPOINTS.map(endpoint => [endpoint, emptyStats()])) as CounterTable;
+        this.cacheDir = options.cacheDir !== null && ensureCacheDir(options.cacheDir, this.logger) ? options.cacheDir : null;
+        if (this.cacheDir !== null) this.restore(this.cacheDir);
+    }
+
+    async tokens(query: TokenQuery, signal?: AbortSignal): Promise<Sourced<Token[]>> {
+        checkIds(query.ids ?? []);
+        const items = new Map<string, Item<TokenParam>>();
+        for (const symbol of query.symbols ?? []) {
+            const value = symbol.trim().toUpperCase();
+            items.set(`tokens:symbol:${value}`, { key: `tokens:symbol:${value}`, param: { kind: 'symbol', value } });
+        }
+        for (const name of query.names ?? []) {
+            const value = name.trim().toLowerCase();
+            items.set(`tokens:name:${value}`, { key: `tokens:name:${value}`, param: { kind: 'name', value } });
+        }
+        for (const id of query.ids ?? []) items.set(`tokens:id:${id}`, { key: `tokens:id:${id}`, param: { kind: 'id', value: id } });
+
+        const fetcher: Fetcher<TokenParam, Token[]> = (params, inner) => this.fetchTokens(params, inner);
+        const resolved = await this.lookup('tokens', [...items.values()], fetcher, signal);
+        const seen = new Set<number>();
+        const data = resolved.flatMap(entry => entry.value).filter(token => !seen.has(token.tokenId) && seen.add(token.tokenId));
+        return this.sourced(data, resolved);
+    }
+
+    async prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<Price[]>> {
+        checkIds(tokenIds);
+        const items = uniqueIds(tokenIds).map(id => ({ key: `price:${id}`, param: id }));
+        const fetcher: Fetcher<number, Price | null> = async (ids, inner) => {
+            const rows = await this.inner.prices(ids, inner);
+            const byId = new Map<number, Price>();
+            for (const row of rows) if (!byId.has(row.tokenId)) byId.set(row.tokenId, row);
+            // An id the upstream omits is cached as `null` for the price TTL: asking again within 60 s would cost a
+            // credit for the same "no price", and it must not fail the other callers of a merged batch.
+            return new Map(ids.map(id => [`price:${id}`, byId.get(id) ?? null]));
+        };
+        const resolved = await this.lookup('prices', items, fetcher, signal, true);
+        return this.sourced(resolved.flatMap(entry => (entry.value === null ? [] : [entry.value])), resolved);
+    }
+
+    async grades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<GradeSources>> {
+        checkIds(tokenIds);
+        const items = uniqueIds(tokenIds).map(id => ({ key: `grades:${id}`, param: id }));
+        const fetcher: Fetcher<number, GradeSources> = async (ids, inner) => {
+            const sources = await this.inner.grades(ids, inner);
+            // Split per id, keeping `null` ("that endpoint is gone") rather than turning it into "no rows".
+            return new Map(
+                ids.map(id => [
+                    `grades:${id}`,
+                    {
+                        tm: sources.tm?.filter(row => row.tokenId === id) ?? null,
+                        trader: sources.trader?.filter(row => row.tokenId === id) ?? null,
+                        investor: sources.investor?.filter(row => row.tokenId === id) ?? null
+                    }
+                ])
+            );
+        };
+        const resolved = await this.lookup('grades', items, fetcher, signal);
+        if (resolved.length === 0) return this.sourced({ tm: [], trader: null, investor: null }, resolved);
+        // Entries fetched before and after a fallback differ in which source is null: a source is null only if it is null everywhere.
+        const merge = <T>(parts: Array<T[] | null>): T[] | null =>
+            parts.every(part => part === null) ? null : parts.flatMap(part => part ?? []);
+        const data: GradeSources = {
+            tm: merge(resolved.map(entry => entry.value.tm)),
+            trader: merge(resolved.map(entry => entry.value.trader)),
+            investor: merge(resolved.map(entry => entry.value.investor))
+        };
+        return this.sourced(data, resolved);
+    }
+
+    async tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<Sourced<TradingSignal[]>> {
+        checkIds(tokenIds);
+        const span = clampDays(days);
+        const items = uniqueIds(tokenIds).map(id => ({ key: `signals:${id}:${span}`, param: id }));
+        const fetcher: Fetcher<number, TradingSignal[]> = async (ids, inner) => {
+            const rows = await this.inner.tradingSignals(ids, span, inner);
+            return new Map(ids.map(id => [`signals:${id}:${span}`, rows.filter(row => row.tokenId === id)]));
+        };
+        const resolved = await this.lookup('tradingSignals', items, fetcher, signal);
+        return this.sourced(resolved.flatMap(entry => entry.value).sort(newestFirst), resolved);
+    }
+
+    async hourlySignals(tokenId: number, signal?: AbortSignal): Promise<Sourced<HourlySignal[]>> {
+        checkIds([tokenId]);
+        const key = `hourly:${tokenId}`;
+        const fetcher: Fetcher<number, HourlySignal[]> = async ([id], inner) =>
+            new Map([[key, await this.inner.hourlySignals(id!, inner)]]);
+        const resolved = await this.lookup('hourlySignals', [{ key, param: tokenId }], fetcher, signal);
+        return this.sourced([...resolved[0]!.value], resolved);
+    }
+
+    async moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Sourced<Moonshot[]>> {
+        if (type !== 'active' && type !== 'past') throw invalidInput('Moonshot type must be "active" or "past".');
+        if (!Number.isFinite(limit)) throw invalidInput('The moonshot limit must be a number.');
+        const count = Math.max(1, Math.min(MOONSHOT_FETCH_LIMIT, Math.floor(limit)));
+        const key = `moonshots:${type}`;
+        const resolved = await this.lookup(
+            'moonshots',
+            [{ key, param: type }],
+            async ([kind], inner) => new Map([[key, await this.inner.moonshots(kind!, MOONSHOT_FETCH_LIMIT, inner)]]),
+            signal
+        );
+        return this.sourced(resolved[0]!.value.slice(0, count), resolved);
+    }
+
+    async dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<Sourced<DailyOhlcv[]>> {
+        checkIds([tokenId]);
+        const span = clampDays(days);
+        const key = `ohlcv:${tokenId}:${span}`;
+        const fetcher: Fetcher<number, DailyOhlcv[]> = async ([id], inner) =>
+            new Map([[key, await this.inner.dailyOhlcv(id!, span, inner)]]);
+        const resolved = await this.lookup('dailyOhlcv', [{ key, param: tokenId }], fetcher, signal);
+        return this.sourced([...resolved[0]!.value], resolved);
+    }
+
+    stats(): CacheStats {
+        const endpoints = {} as CounterTable;
+        const totals = emptyStats();
+        for (const endpoint of CACHE_ENDPOINTS) {
+            const counters = { ...this.counters[endpoint] };
+            endpoints[endpoint] = counters;
+            for (const field of Object.keys(totals) as Array<keyof EndpointStats>) totals[field] += counters[field];
+        }
+        return { endpoints, totals, entries: this.store.count, sizeChars: this.store.sizeChars };
+    }
+
+    async flush(): Promise<void> {
+        if (this.cacheDir === null) return;
+        this.clearPersistTimer();
+        const dir = this.cacheDir;
+        // Writes are chained so two flushes never race on the rename.
+        this.writing = this.writing.then(() => this.write(dir));
+        await this.writing;
+    }
+
+    close(): Promise<void> {
+        this.closing ??= this.flush();
+        return this.closing;
+    }
+
+    /**
+     * The single read path: fresh entries answer at once, entries in flight are joined, the rest go upstream in one
+     * call (or into the endpoint's open batch). `items` must have distinct keys.
+     */
+    private async lookup<P, V>(
+        endpoint: CacheEndpoint,
+        items: Array<Item<P>>,
+        fetcher: Fetcher<P, V>,
+        signal?: AbortSignal,
+        batch = false
+    ): Promise<Array<Resolved<V>>> {
+        if (signal?.aborted) throw cancelled();
+        const counters = this.counters[endpoint];
+        const now = this.clock.now();
+        const slots: Array<CacheEntry<V> | Promise<CacheEntry<V>> | null> = [];
+        const calls = new Set<SharedCall>();
+        const missing: Array<Item<P>> = [];
+        const missingSlots: number[] = [];
+        for (const item of items) {
+            const entry = this.store.get<V>(item.key);
+            if (entry !== undefined && now < entry.expiresAt) {
+                counters.hits++;
+                slots.push(entry);
+                continue;
+            }
+            const flight = this.flights.get(item.key);
+            if (flight !== undefined) {
+                counters.coalesced++;
+                calls.add(flight.call);
+                slots.push(flight.result.promise as Promise<CacheEntry<V>>);
+                continue;
+            }
+            counters.misses++;
+            missingSlots.push(slots.length);
+            missing.push(item);
+            slots.push(null);
+        }
+        if (missing.length > 0) {
+            const started = batch ? this.enqueue(endpoint, missing, fetcher) : this.start(endpoint, missing, fetcher);
+            calls.add(started.call);
+            missingSlots.forEach((slot, i) => (slots[slot] = started.results[i]!.promise as Promise<CacheEntry<V>>));
+        }
+        if (calls.size === 0) {
+            return (slots as Array<CacheEntry<V>>).map(entry => ({ value: entry.value, fetchedAt: entry.fetchedAt, staleAgeMs: null }));
+        }
+
+        for (const call of calls) call.join();
+        let outcomes: Array<PromiseSettledResult<CacheEntry<V>>>;
+        try {
+            outcomes = await untilAborted(Promise.allSettled(slots as Array<CacheEntry<V> | Promise<CacheEntry<V>>>), signal);
+        } finally {
+            for (const call of calls) call.leave();
+        }
+        return this.settle(endpoint, items, outcomes);
+    }
+
+    /** Turns per-entry outcomes into values, replacing failures by stale entries where stale-if-error allows. */
+    private settle<P, V>(
+        endpoint: CacheEndpoint,
+        items: Array<Item<P>>,
+        outcomes: Array<PromiseSettledResult<CacheEntry<V>>>
+    ): Array<Resolved<V>> {
+        const resolved: Array<Resolved<V>> = [];
+        let stale = 0;
+        let oldestMs = 0;
+        let cause: ErrorCode | undefined;
+        outcomes.forEach((outcome, i) => {
+            if (outcome.status === 'fulfilled') {
+                resolved.push({ value: outcome.value.value, fetchedAt: outcome.value.fetchedAt, staleAgeMs: null });
+                return;
+            }
+            const fallback = this.fallback<V>(items[i]!.key, outcome.reason);
+            if (fallback === undefined) throw outcome.reason;
+            if (fallback.staleAgeMs !== null) {
+                stale++;
+                oldestMs = Math.max(oldestMs, fallback.staleAgeMs);
+                cause = (outcome.reason as { code: ErrorCode }).code;
+            }
+            resolved.push(fallback);
+        });
+        if (stale > 0) {
+            this.counters[endpoint].staleServed += stale;
+            const ageS = Math.floor(oldestMs / 1000);
+            this.logger.warn('upstream failed; serving stale cached data', { endpoint, code: cause, entries: stale, ageS });
+        }
+        return resolved;
+    }
+
+    private fallback<V>(key: string, error: unknown): Resolved<V> | undefined {
+        if (!isUpstreamError(error) || !STALE_IF_ERROR_CODES.has(error.code)) return undefined;
+        const entry = this.store.peek<V>(key);
+        if (entry === undefined) return undefined;
+        const now = this.clock.now();
+        // Another request may have refreshed the entry while this one's call was failing: that is a fresh answer.
+        if (now < entry.expiresAt) return { value: entry.value, fetchedAt: entry.fetchedAt, staleAgeMs: null };
+        const age = now - entry.fetchedAt;
+        return age <= this.staleMaxMs ? { value: entry.value, fetchedAt: entry.fetchedAt, staleAgeMs: age } : undefined;
+    }
+
+    private start<P, V>(endpoint: CacheEndpoint, items: Array<Item<P>>, fetcher: Fetcher<P, V>): Started {
+        const call = new SharedCall(abandoned => this.abandon(abandoned));
+        call.cover(items.map(item => item.key));
+        const results = items.map(item => this.register(item.key, call));
+        this.run(endpoint, call, items, results, fetcher);
+        return { call, results };
+    }
+
+    /** Adds the items to the endpoint's open batch, opening one (and its window timer) if there is none. */
+    private enqueue<P, V>(endpoint: CacheEndpoint, items: Array<Item<P>>, fetcher: Fetcher<P, V>): Started {
+        let batch = this.batches.get(endpoint);
+        if (batch === undefined) {
+            const call = new SharedCall(abandoned => this.abandon(abandoned));
+            const opened: Batch = {
+                call,
+                items: [],
+                results: [],
+                fetcher: fetcher as Fetcher<unknown, unknown>,
+                // A real timer, not the injected clock: this is a scheduling window of a few ms, not a time anyone reads.
+                timer: setTimeout(() => this.fire(endpoint, opened), this.batchWindowMs)
+            };
+            batch = opened;
+            this.batches.set(endpoint, batch);
+        }
+        const results = items.map(item => this.register(item.key, batch.call));
+        batch.call.cover(items.map(item => item.key));
+        batch.items.push(...items);
+        batch.results.push(...results);
+        return { call: batch.call, results };
+    }
+
+    private fire(endpoint: CacheEndpoint, batch: Batch): void {
+        if (this.batches.get(endpoint) === batch) this.batches.delete(endpoint);
+        if (batch.call.abandoned) return;
+        this.run(endpoint, batch.call, batch.items, batch.results, batch.fetcher);
+    }
+
+    private register(key: string, call: SharedCall): Deferred<CacheEntry> {
+        const result = deferred<CacheEntry>();
+        this.flights.set(key, { call, result });
+        return result;
+    }
+
+    /** Every waiter left: forget the call so the next request starts afresh, and cancel a batch that has not fired yet. */
+    private abandon(call: SharedCall): void {
+        for (const [endpoint, batch] of this.batches) {
+            if (batch.call === call) {
+                clearTimeout(batch.timer);
+                this.batches.delete(endpoint);
+            }
+        }
+        for (const key of call.keys) {
+            const flight = this.flights.get(key);
+            if (flight?.call === call) {
+                this.flights.delete(key);
+                flight.result.reject(cancelled());
+            }
+        }
+    }
+
+    private run<P, V>(
+        endpoint: CacheEndpoint,
+        call: SharedCall,
+        items: Array<Item<P>>,
+        results: Array<Deferred<CacheEntry>>,
+        fetcher: Fetcher<P, V>
+    ): void {
+        this.counters[endpoint].upstreamCalls++;
+        this.logger.debug('cache miss: calling upstream', { endpoint, entries: items.length });
+        const forget = (): void => {
+            call.settle();
+            for (const item of items) if (this.flights.get(item.key)?.call === call) this.flights.delete(item.key);
+        };
+        let pending: Promise<Map<string, V>>;
+        try {
+            pending = fetcher(items.map(item => item.param), call.signal);
+        } catch (error) {
+            pending = Promise.reject(error);
+        }
+        pending.then(
+            values => {
+                forget();
+                const fetchedAt = this.clock.now();
+                const expiresAt = fetchedAt + this.ttlMs[ENDPOINT_TTL[endpoint]];
+                let changed = false;
+                // Stored even when every waiter has gone: the credit is spent, the answer should not be.
+                for (const [key, value] of values) changed = this.store.set(key, { value, fetchedAt, expiresAt }) || changed;
+                items.forEach((item, i) => {
+                    const entry: CacheEntry = { value: values.get(item.key) as V, fetchedAt, expiresAt };
+                    results[i]!.resolve(entry);
+                });
+                if (changed) this.changed();
+            },
+            (error: unknown) => {
+                forget();
+                for (const result of results) result.reject(error);
+            }
+        );
+    }
+
+    /**
+     * One inner call for every missing symbol, name and id, split back per element. Each element gets its own entry,
+     * an empty list when the upstream knows nothing of it. Rows also fill `tokens:id:<id>` entries for free: an id
+     * names exactly one token, so asking for it later would return the same row.
+     */
+    private async fetchTokens(params: TokenParam[], signal: AbortSignal): Promise<Map<string, Token[]>> {
+        const symbols = params.flatMap(param => (param.kind === 'symbol' ? [param.value] : []));
+        const names = params.flatMap(param => (param.kind === 'name' ? [param.value] : []));
+        const ids = params.flatMap(param => (param.kind === 'id' ? [param.value] : []));
+        const query: TokenQuery = {
+            ...(symbols.length > 0 ? { symbols } : {}),
+            ...(names.length > 0 ? { names } : {}),
+            ...(ids.length > 0 ? { ids } : {})
+        };
+        const rows = await this.inner.tokens(query, signal);
+        const values = new Map<string, Token[]>();
+        for (const row of rows) {
+            const key = `tokens:id:${row.tokenId}`;
+            const known = this.store.peek(key);
+            const fresh = known !== undefined && this.clock.now() < known.expiresAt;
+            if (!values.has(key) && !this.flights.has(key) && !fresh) values.set(key, [row]);
+        }
+        for (const param of params) {
+            const match =
+                param.kind === 'symbol'
+                    ? (row: Token) => row.symbol === param.value
+                    : param.kind === 'name'
+                      ? (row: Token) => row.name.toLowerCase() === param.value
+                      : (row: Token) => row.tokenId === param.value;
+            const matching = rows.filter(match);
+            const distinct = matching.filter((row, i) => matching.findIndex(other => other.tokenId === row.tokenId) === i);
+            values.set(`tokens:${param.kind}:${param.value}`, distinct);
+        }
+        return values;
+    }
+
+    private sourced<T>(data: T, resolved: ReadonlyArray<Resolved<unknown>>): Sourced<T> {
+        if (resolved.length === 0) return { data, fetchedAt: this.clock.now(), staleAgeS: null };
+        const fetchedAt = Math.min(...resolved.map(entry => entry.fetchedAt));
+        const staleMs = resolved.flatMap(entry => (entry.staleAgeMs === null ? [] : [entry.staleAgeMs]));
+        return { data, fetchedAt, staleAgeS: staleMs.length === 0 ? null : Math.floor(Math.max(...staleMs) / 1000) };
+    }
+
+    /** Loads the file; the TTL in force now caps each entry, so shortening a TTL takes effect on old entries too. */
+    private restore(dir: string): void {
+        const now = this.clock.now();
+        const entries = loadCacheFile(dir, this.logger, (key, value) => kindOf(key)?.check(value) === true);
+        let loaded = 0;
+        for (const [key, entry] of entries) {
+            const kind = kindOf(key)!;
+            // A fetchedAt in the future means the clock moved back or the file is not ours: its age cannot be trusted.
+            if (entry.fetchedAt > now) continue;
+            const expiresAt = Math.min(entry.expiresAt, entry.fetchedAt + this.ttlMs[kind.ttl]);
+            if (this.store.set(key, { value: entry.value, fetchedAt: entry.fetchedAt, expiresAt })) loaded++;
+        }
+        if (entries.length > 0) {
+            this.logger.debug('cache restored from disk', { file: CACHE_FILE_NAME, loaded, skipped: entries.length - loaded });
+        }
+    }
+
+    /** Schedules a write `persistDebounceMs` after the last change, but no later than ten periods after the first. */
+    private changed(): void {
+        if (this.cacheDir === null || this.closing !== null) return;
+        const now = this.clock.now();
+        this.dirtySince ??= now;
+        if (this.persistTimer !== null && now - this.dirtySince >= this.persistDebounceMs * PERSIST_MAX_DELAY_FACTOR) return;
+        this.clearPersistTimer();
+        this.persistTimer = setTimeout(() => {
+            this.persistTimer = null;
+            void this.flush();
+        }, this.persistDebounceMs);
+        // The timer must not keep a finished process alive; close() writes whatever is pending.
+        this.persistTimer.unref();
+    }
+
+    private clearPersistTimer(): void {
+        if (this.persistTimer !== null) clearTimeout(this.persistTimer);
+        this.persistTimer = null;
+    }
+
+    private async write(dir: string): Promise<void> {
+        if (this.dirtySince === null) return;
+        this.dirtySince = null;
+        try {
+            await saveCacheFile(dir, this.store.dump(), this.clock.now());
+        } catch (error) {
+            this.dirtySince ??= this.clock.now();
+            this.logger.warn('cache file could not be written; the cache keeps working in memory', { path: dir, error: errorCode(error) });
+        }
+    }
+}
+
+/** Builds the cache in front of `options.inner`, reading the persistent file (if any) synchronously. */
+export function createMarketService(options: MarketServiceOptions): MarketService {
+    return new CachedMarketService(options);
+}

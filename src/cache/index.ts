@@ -1,0 +1,12 @@
+export { CachedMarketService, createMarketService, MOONSHOT_FETCH_LIMIT } from './cached-market-service.js';
+export {
+    CACHE_ENDPOINTS,
+    type CacheEndpoint,
+    type CacheStats,
+    type EndpointStats,
+    type MarketService,
+    type MarketServiceOptions,
+    type Sourced
+} from './market-service.js';
+export { CACHE_FILE_NAME, CACHE_FILE_VERSION } from './persistence.js';
+export { DEFAULT_TTL_SECONDS, resolveTtlMs } from './ttl.js';

@@ -1,0 +1,82 @@
+import type { GradeSources, MarketData, MoonshotType, TokenQuery } from '../api/client.js';
+import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } from '../api/schemas.js';
+import type { Clock } from '../clock.js';
+import type { TtlEndpoint } from '../config.js';
+import type { Logger } from '../logger.js';
+
+/** An answer together with how old it is, so a tool can say "as of" and flag data served from cache after a failure. */
+export interface Sourced<T> {
+    data: T;
+    /** ms epoch when the upstream produced this data (oldest entry when several entries are combined) */
+    fetchedAt: number;
+    /** null when fresh; seconds of age when served stale because the upstream failed */
+    staleAgeS: number | null;
+}
+
+/**
+ * The read path the tools use: the `MarketData` methods, answered from the cache where possible.
+ * Returned arrays are new per call, but the rows inside are shared with the cache: treat them as read-only.
+ */
+export interface MarketService {
+    tokens(query: TokenQuery, signal?: AbortSignal): Promise<Sourced<Token[]>>;
+    prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<Price[]>>;
+    grades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<GradeSources>>;
+    tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<Sourced<TradingSignal[]>>;
+    hourlySignals(tokenId: number, signal?: AbortSignal): Promise<Sourced<HourlySignal[]>>;
+    /** Up to `limit` (1..50) rows; every limit shares one cached page of 50 per type. */
+    moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Sourced<Moonshot[]>>;
+    dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<Sourced<DailyOhlcv[]>>;
+    stats(): CacheStats;
+    /** Writes the persistent file now (no-op when persistence is off). Never rejects: a failed write is logged. */
+    flush(): Promise<void>;
+    /** Flushes and stops the persistence timer; idempotent. Calls keep working from memory afterwards. */
+    close(): Promise<void>;
+}
+
+/** The `MarketService` methods, used as the counters' names. */
+export const CACHE_ENDPOINTS = ['tokens', 'prices', 'grades', 'tradingSignals', 'hourlySignals', 'moonshots', 'dailyOhlcv'] as const;
+export type CacheEndpoint = (typeof CACHE_ENDPOINTS)[number];
+
+/**
+ * Counters are per cache entry, not per call: `prices([a, b])` with `a` cached counts one hit and one miss.
+ * `upstreamCalls` counts calls to the inner `MarketData` (the credits, before the client's own paging).
+ */
+export interface EndpointStats {
+    /** Entries answered fresh from the cache. */
+    hits: number;
+    /** Entries that started (or joined the pending batch of) an upstream call. */
+    misses: number;
+    /** Entries that joined an upstream call another request had already started. */
+    coalesced: number;
+    /** Entries answered from an expired value because the upstream failed. */
+    staleServed: number;
+    upstreamCalls: number;
+}
+
+export interface CacheStats {
+    endpoints: Record<CacheEndpoint, EndpointStats>;
+    totals: EndpointStats;
+    /** Entries held in memory, fresh and stale candidates. */
+    entries: number;
+    /** Sum of the entries' sizes (JSON characters), bounded by `maxSizeChars`. */
+    sizeChars: number;
+}
+
+export interface MarketServiceOptions {
+    inner: MarketData;
+    clock: Clock;
+    logger: Logger;
+    /** Overrides of `DEFAULT_TTL_SECONDS`. */
+    ttlSeconds?: Partial<Record<TtlEndpoint, number>>;
+    /** How old (since it was fetched) a value may be and still be served when the upstream fails. */
+    staleMaxAgeSeconds: number;
+    /** How long price requests wait for others to share one upstream call; 0 still merges calls made in the same tick. */
+    batchWindowMs: number;
+    maxEntries: number;
+    /** Directory of the persistent cache file; `null` keeps the cache in memory only. */
+    cacheDir: string | null;
+    /** Bound on the summed JSON size of all entries; defaults to 64 Mi characters. */
+    maxSizeChars?: number;
+    /** Delay between the last change and the file write; defaults to 2 s. */
+    persistDebounceMs?: number;
+}

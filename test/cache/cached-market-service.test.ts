@@ -1,0 +1,307 @@
+import { describe, expect, it } from 'vitest';
+import { allKeysRevoked, quotaExhausted, rateLimited, upstreamUnavailable, type UpstreamError } from '../../src/api/errors.js';
+import { DEFAULT_TTL_SECONDS } from '../../src/cache/ttl.js';
+import { harness, settle } from './helpers.js';
+
+const SECOND = 1000;
+
+describe('TTL', () => {
+    it('answers a repeated question from the cache within its TTL and asks again after it', async () => {
+        const { service, inner, clock } = harness();
+        const first = await service.prices([3375]);
+        clock.advance(59 * SECOND);
+        const second = await service.prices([3375]);
+        expect(inner.count('prices')).toBe(1);
+        expect(second).toEqual(first);
+        expect(second.staleAgeS).toBeNull();
+        expect(second.fetchedAt).toBe(first.fetchedAt);
+
+        clock.advance(2 * SECOND);
+        const third = await service.prices([3375]);
+        expect(inner.count('prices')).toBe(2);
+        expect(third.fetchedAt).toBe(clock.now());
+        expect(service.stats().endpoints.prices).toMatchObject({ hits: 1, misses: 2, upstreamCalls: 2 });
+    });
+
+    it('keeps one TTL per endpoint and applies overrides', async () => {
+        const { service, inner, clock } = harness({ ttlSeconds: { grades: 10 } });
+        await service.grades([3375]);
+        await service.moonshots('active', 5);
+        clock.advance(11 * SECOND);
+        await service.grades([3375]);
+        await service.moonshots('active', 5);
+        expect(inner.count('grades')).toBe(2);
+        expect(inner.count('moonshots')).toBe(1);
+        clock.advance(DEFAULT_TTL_SECONDS.moonshots * SECOND);
+        await service.moonshots('active', 5);
+        expect(inner.count('moonshots')).toBe(2);
+    });
+});
+
+describe('coalescing', () => {
+    it('sends 50 concurrent identical requests upstream once', async () => {
+        const { service, inner } = harness();
+        const release = inner.hold();
+        const answers = Promise.all(Array.from({ length: 50 }, () => service.grades([3375, 3306])));
+        await settle();
+        release();
+        const results = await answers;
+        expect(inner.count('grades')).toBe(1);
+        expect(new Set(results.map(result => JSON.stringify(result)))).toHaveProperty('size', 1);
+        expect(results[0]!.data.tm).toHaveLength(2);
+        expect(service.stats().endpoints.grades).toMatchObject({ misses: 2, coalesced: 98, upstreamCalls: 1 });
+    });
+
+    it('sends only the part of an overlapping request that is not already in flight', async () => {
+        const { service, inner } = harness();
+        const release = inner.hold();
+        const first = service.tradingSignals([3375, 3306], 7);
+        const second = service.tradingSignals([3306, 3988], 7);
+        await settle();
+        release();
+        const [a, b] = await Promise.all([first, second]);
+        expect(inner.calls.map(call => call.args)).toEqual([
+            [[3375, 3306], 7],
+            [[3988], 7]
+        ]);
+        expect(a.data.map(row => row.tokenId)).toEqual([3375, 3306, 3375, 3306]);
+        expect(b.data.every(row => row.tokenId === 3306 || row.tokenId === 3988)).toBe(true);
+        expect(b.data.map(row => row.date)).toEqual(['2026-01-15', '2026-01-15', '2026-01-14', '2026-01-14']);
+    });
+});
+
+describe('price batching', () => {
+    it('merges 25 concurrent single-id requests into one upstream call and splits the answer back', async () => {
+        const { service, inner } = harness({ batchWindowMs: 5 });
+        const ids = Array.from({ length: 25 }, (_, i) => 1000 + i);
+        inner.missingPrices.add(1007);
+        const results = await Promise.all(ids.map(id => service.prices([id])));
+
+        expect(inner.count('prices')).toBe(1);
+        expect(inner.calls[0]!.args[0]).toEqual(ids);
+        results.forEach((result, i) => {
+            const id = ids[i]!;
+            if (id === 1007) expect(result.data).toEqual([]);
+            else expect(result.data).toEqual([{ tokenId: id, name: `Token ${id}`, symbol: `T${id}`, priceUsd: id / 100 }]);
+        });
+        expect(service.stats().endpoints.prices).toMatchObject({ misses: 25, upstreamCalls: 1 });
+    });
+
+    it('caches an id the upstream omits as absent for the price TTL', async () => {
+        const { service, inner, clock } = harness();
+        inner.missingPrices.add(42);
+        expect((await service.prices([42, 3375])).data.map(row => row.tokenId)).toEqual([3375]);
+        expect((await service.prices([42])).data).toEqual([]);
+        expect(inner.count('prices')).toBe(1);
+        clock.advance(DEFAULT_TTL_SECONDS.price * SECOND + 1);
+        await service.prices([42]);
+        expect(inner.count('prices')).toBe(2);
+    });
+
+    it('gives every caller of a failed batch the error', async () => {
+        const { service, inner } = harness({ batchWindowMs: 5 });
+        inner.failure = upstreamUnavailable('HTTP 503');
+        const outcomes = await Promise.allSettled([service.prices([1]), service.prices([2]), service.prices([3])]);
+        expect(inner.count('prices')).toBe(1);
+        expect(outcomes.map(outcome => outcome.status === 'rejected' && (outcome.reason as UpstreamError).code)).toEqual([
+            'UPSTREAM_UNAVAILABLE',
+            'UPSTREAM_UNAVAILABLE',
+            'UPSTREAM_UNAVAILABLE'
+        ]);
+    });
+
+    it('rejects a bad id before it can join a batch and fail the other callers', async () => {
+        const { service, inner } = harness({ batchWindowMs: 5 });
+        const bad = service.prices([-1]);
+        const good = service.prices([3375]);
+        await expect(bad).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+        expect((await good).data).toHaveLength(1);
+        expect(inner.calls[0]!.args[0]).toEqual([3375]);
+    });
+});
+
+describe('stale-if-error', () => {
+    it('serves an expired value with its age when the upstream is down', async () => {
+        const { service, inner, clock, logger } = harness();
+        const fresh = await service.prices([3375]);
+        clock.advance(90 * SECOND);
+        inner.failure = upstreamUnavailable('HTTP 503');
+        const stale = await service.prices([3375]);
+        expect(inner.count('prices')).toBe(2);
+        expect(stale.data).toEqual(fresh.data);
+        expect(stale.staleAgeS).toBe(90);
+        expect(stale.fetchedAt).toBe(fresh.fetchedAt);
+        expect(service.stats().endpoints.prices.staleServed).toBe(1);
+        expect(logger.warnings).toHaveLength(1);
+        expect(logger.warnings[0]!.fields).toMatchObject({ endpoint: 'prices', code: 'UPSTREAM_UNAVAILABLE', ageS: 90 });
+    });
+
+    it('reports the oldest age when fresh and stale entries are combined', async () => {
+        const { service, inner, clock } = harness();
+        await service.prices([1]);
+        clock.advance(30 * SECOND);
+        await service.prices([2]);
+        clock.advance(45 * SECOND);
+        const start = clock.now();
+        inner.failure = rateLimited(start + 60_000, start);
+        const result = await service.prices([1, 2]);
+        expect(result.data.map(row => row.tokenId)).toEqual([1, 2]);
+        expect(result.staleAgeS).toBe(75);
+        expect(result.fetchedAt).toBe(start - 75 * SECOND);
+    });
+
+    it('propagates the typed error when there is no stale value', async () => {
+        const { service, inner } = harness();
+        inner.failure = upstreamUnavailable('HTTP 503');
+        await expect(service.prices([3375])).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+        await expect(service.moonshots('active', 5)).rejects.toBe(inner.failure);
+    });
+
+    it('does not serve a value older than the stale limit', async () => {
+        const { service, inner, clock } = harness({ staleMaxAgeSeconds: 600 });
+        await service.prices([3375]);
+        clock.advance(601 * SECOND);
+        inner.failure = quotaExhausted('monthly limit');
+        await expect(service.prices([3375])).rejects.toMatchObject({ code: 'QUOTA_EXHAUSTED' });
+    });
+
+    it('lets errors that a stale answer would hide propagate', async () => {
+        const { service, inner, clock } = harness();
+        await service.prices([3375]);
+        clock.advance(90 * SECOND);
+        inner.failure = allKeysRevoked(['tm-…1111']);
+        await expect(service.prices([3375])).rejects.toMatchObject({ code: 'AUTH_REVOKED' });
+        expect(service.stats().endpoints.prices.staleServed).toBe(0);
+    });
+});
+
+describe('cancellation', () => {
+    it('rejects an aborting caller at once without failing another caller of the same fetch', async () => {
+        const { service, inner } = harness();
+        const release = inner.hold();
+        const controller = new AbortController();
+        const leaving = service.hourlySignals(3375, controller.signal);
+        const staying = service.hourlySignals(3375);
+        await settle();
+        controller.abort();
+        await expect(leaving).rejects.toMatchObject({ code: 'CANCELLED' });
+        expect(inner.calls[0]!.signal?.aborted).toBe(false);
+        release();
+        expect((await staying).data).toHaveLength(1);
+        expect(inner.count('hourlySignals')).toBe(1);
+    });
+
+    it('aborts the upstream call when every waiter has gone, and starts afresh for the next caller', async () => {
+        const { service, inner } = harness();
+        const release = inner.hold();
+        const controllers = [new AbortController(), new AbortController()];
+        const calls = controllers.map(controller => service.dailyOhlcv(3375, 7, controller.signal));
+        await settle();
+        controllers.forEach(controller => controller.abort());
+        for (const call of calls) await expect(call).rejects.toMatchObject({ code: 'CANCELLED' });
+        expect(inner.calls[0]!.signal?.aborted).toBe(true);
+        release();
+        expect((await service.dailyOhlcv(3375, 7)).data).toHaveLength(1);
+        expect(inner.count('dailyOhlcv')).toBe(2);
+    });
+
+    it('drops a pending batch when its only caller aborts before it fires', async () => {
+        const { service, inner } = harness({ batchWindowMs: 5 });
+        const controller = new AbortController();
+        const call = service.prices([1], controller.signal);
+        controller.abort();
+        await expect(call).rejects.toMatchObject({ code: 'CANCELLED' });
+        await new Promise(resolve => setTimeout(resolve, 10));
+        expect(inner.count('prices')).toBe(0);
+    });
+
+    it('rejects at once when the signal is already aborted', async () => {
+        const { service, inner } = harness();
+        await expect(service.prices([1], AbortSignal.abort())).rejects.toMatchObject({ code: 'CANCELLED' });
+        expect(inner.count()).toBe(0);
+    });
+});
+
+describe('entry granularity', () => {
+    it('shares one moonshot page of 50 between different limits', async () => {
+        const { service, inner } = harness();
+        const five = await service.moonshots('active', 5);
+        const twenty = await service.moonshots('active', 20);
+        expect(inner.calls.map(call => call.args)).toEqual([['active', 50]]);
+        expect(five.data).toHaveLength(5);
+        expect(twenty.data).toHaveLength(20);
+        expect(twenty.data.slice(0, 5)).toEqual(five.data);
+        await service.moonshots('past', 5);
+        expect(inner.count('moonshots')).toBe(2);
+    });
+
+    it('asks the upstream only for the token elements it has not seen', async () => {
+        const { service, inner } = harness();
+        const first = await service.tokens({ symbols: ['BTC', 'ETH'] });
+        const second = await service.tokens({ symbols: ['eth', 'SOL'] });
+        expect(inner.calls.map(call => call.args[0])).toEqual([{ symbols: ['BTC', 'ETH'] }, { symbols: ['SOL'] }]);
+        expect(first.data.map(row => row.symbol)).toEqual(['BTC', 'ETH']);
+        expect(second.data.map(row => row.symbol)).toEqual(['ETH', 'SOL']);
+    });
+
+    it('remembers that a symbol is unknown', async () => {
+        const { service, inner } = harness();
+        expect((await service.tokens({ symbols: ['UNII'] })).data).toEqual([]);
+        expect((await service.tokens({ symbols: ['unii'] })).data).toEqual([]);
+        expect(inner.count('tokens')).toBe(1);
+    });
+
+    it('splits a mixed token query by element and reuses the rows for id lookups', async () => {
+        const { service, inner } = harness();
+        const mixed = await service.tokens({ symbols: ['btc'], names: ['Ethereum'], ids: [3988] });
+        expect(inner.calls[0]!.args[0]).toEqual({ symbols: ['BTC'], names: ['ethereum'], ids: [3988] });
+        expect(mixed.data.map(row => row.tokenId)).toEqual([3375, 3306, 3988]);
+        const byName = await service.tokens({ names: ['ETHEREUM'] });
+        const byId = await service.tokens({ ids: [3375, 3306] });
+        expect(byName.data.map(row => row.symbol)).toEqual(['ETH']);
+        expect(byId.data.map(row => row.symbol)).toEqual(['BTC', 'ETH']);
+        expect(inner.count('tokens')).toBe(1);
+    });
+
+    it('caches grades per id and keeps a missing source as null', async () => {
+        const { service, inner } = harness();
+        await service.grades([3375]);
+        inner.gradeMode = 'legacy';
+        const both = await service.grades([3375, 3306]);
+        expect(inner.calls.map(call => call.args[0])).toEqual([[3375], [3306]]);
+        expect(both.data.tm?.map(row => row.tokenId)).toEqual([3375]);
+        expect(both.data.trader?.map(row => row.tokenId)).toEqual([3306]);
+        expect(both.data.investor).toBeNull();
+        const legacyOnly = await service.grades([3306]);
+        expect(legacyOnly.data.tm).toBeNull();
+    });
+
+    it('keys signals and candles by id and clamped days', async () => {
+        const { service, inner } = harness();
+        await service.tradingSignals([3375], 29);
+        await service.tradingSignals([3375], 30);
+        await service.tradingSignals([3375], 7);
+        await service.dailyOhlcv(3375, 29);
+        await service.dailyOhlcv(3375, 45);
+        expect(inner.count('tradingSignals')).toBe(2);
+        expect(inner.count('dailyOhlcv')).toBe(1);
+    });
+
+    it('answers an empty question without spending a credit', async () => {
+        const { service, inner } = harness();
+        expect((await service.prices([])).data).toEqual([]);
+        expect((await service.tokens({})).data).toEqual([]);
+        expect(inner.count()).toBe(0);
+    });
+
+    it('counts hits, misses, coalesced and upstream calls with totals', async () => {
+        const { service } = harness();
+        await service.prices([1, 2]);
+        await service.prices([1, 3]);
+        await service.hourlySignals(1);
+        const stats = service.stats();
+        expect(stats.endpoints.prices).toEqual({ hits: 1, misses: 3, coalesced: 0, staleServed: 0, upstreamCalls: 2 });
+        expect(stats.totals).toEqual({ hits: 1, misses: 4, coalesced: 0, staleServed: 0, upstreamCalls: 3 });
+        expect(stats.entries).toBe(4);
+    });
+});

@@ -19,6 +19,11 @@ export type KeyChoice =
 export interface KeyProvider {
     choose(nowMs: number): KeyChoice;
     report(key: string, outcome: KeyOutcome, nowMs: number): void;
+    /**
+     * Replace any key in `text` with its fingerprint. For upstream text that ends up in an error (an
+     * envelope `message` could echo the key back); optional so simple providers need not implement it.
+     */
+    scrub?(text: string): string;
 }
 
 /** Per-key usage, exposed by fingerprint only. */
@@ -130,5 +135,13 @@ export class KeyPool implements KeyProvider {
 
     stats(): KeyStats[] {
         return this.states.map(state => ({ ...state.stats }));
+    }
+
+    scrub(text: string): string {
+        let out = text;
+        for (const { key, stats } of this.states) {
+            if (out.includes(key)) out = out.split(key).join(stats.fingerprint);
+        }
+        return out;
     }
 }

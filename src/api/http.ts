@@ -120,12 +120,11 @@ interface RawResponse {
 }
 
 /** A message the upstream put in its envelope, if any, without trusting its shape. */
-function envelopeMessage(text: string): string {
+function envelopeMessage(text: string): unknown {
     try {
-        const body = JSON.parse(text) as { message?: unknown };
-        return typeof body?.message === 'string' ? body.message.slice(0, 200) : '';
+        return (JSON.parse(text) as { message?: unknown })?.message;
     } catch {
-        return '';
+        return undefined;
     }
 }
 
@@ -218,7 +217,7 @@ export class UpstreamHttp {
 
             const now = this.clock.now();
             this.logger.debug('upstream attempt', { endpoint, key: choice.fingerprint, status: response.status, ms: now - attemptStarted });
-            const message = envelopeMessage(response.text);
+            const message = this.upstreamMessage(envelopeMessage(response.text));
             const status = response.status;
 
             if (status === 402 || ((status === 401 || status === 403 || status === 429) && QUOTA_MESSAGE.test(message))) {
@@ -272,13 +271,23 @@ export class UpstreamHttp {
         }
         if (typeof body !== 'object' || body === null) throw schemaDrift('the response is not a JSON object', { endpoint, status: 200 });
         const envelope = body as { success?: unknown; message?: unknown; data?: unknown };
-        const message = typeof envelope.message === 'string' ? envelope.message.slice(0, 200) : '';
+        const message = this.upstreamMessage(envelope.message);
         if (envelope.success === false) {
             throw QUOTA_MESSAGE.test(message) ? quotaExhausted(message, { endpoint, status: 200 }) : upstreamRejected(message || 'success: false', { endpoint, status: 200 });
         }
         if (envelope.data === undefined || envelope.data === null) return [];
         if (!Array.isArray(envelope.data)) throw schemaDrift('"data" is not a list', { endpoint, status: 200 });
         return envelope.data;
+    }
+
+    /**
+     * The upstream's own words go into error messages, so an echoed key is scrubbed first (before
+     * truncation, which could cut a key past recognition) and the text is bounded.
+     */
+    private upstreamMessage(message: unknown): string {
+        if (typeof message !== 'string') return '';
+        const scrubbed = this.keys.scrub?.(message) ?? message;
+        return scrubbed.replace(/[\u0000-\u001f]+/g, ' ').slice(0, 200);
     }
 
     private async send(url: URL, key: string, timeoutMs: number, callerSignal: AbortSignal | undefined): Promise<RawResponse> {

@@ -132,7 +132,29 @@ describe('no key leaks through the client', () => {
         expect(leaks).toEqual([]);
     });
 
-    // Today an envelope `message` that echoes the key reaches UPSTREAM_REJECTED verbatim: UpstreamHttp should pass it
-    // through `KeyProvider.scrub` (KeyManager and KeyPool implement it). Turn into a test once http.ts does.
-    it.todo('scrubs a key the upstream echoes back in its envelope message');
+    it('scrubs a key the upstream echoes back in its envelope message', async () => {
+        const stack = managedClient(fake, { envKeys: ENV_KEYS, keyFile: null, logger: memoryLogger('debug', new Redactor()).logger });
+        const texts: string[] = [];
+        try {
+            for (const fault of [
+                { kind: 'success-false', message: `Key ${ENV_KEYS[0]} is not enabled for this endpoint` },
+                { kind: 'status', status: 400, message: `Bad request for key ${ENV_KEYS[0]}` }
+            ] satisfies Fault[]) {
+                fake.reset();
+                fake.inject({ fault, times: 1 });
+                try {
+                    await prices(stack.client);
+                    texts.push('unexpected success');
+                } catch (error) {
+                    texts.push(errorText(error));
+                }
+            }
+        } finally {
+            await stack.close();
+        }
+        const everything = texts.join('\n');
+        expect(everything).toContain('not enabled for this endpoint');
+        expect(everything).toContain('tm-…2222');
+        expect(FORBIDDEN.filter(piece => everything.includes(piece))).toEqual([]);
+    });
 });

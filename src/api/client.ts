@@ -62,6 +62,9 @@ export interface MarketData {
 
 /** Symbols and names go into a comma-separated filter: a comma or control character would change its meaning. */
 const FILTER_VALUE = /^[\p{L}\p{N} ._\-$()+']{1,64}$/u;
+
+/** Whether a symbol or name can be sent as a `/tokens` filter value. */
+export const isValidFilterValue = (value: string): boolean => FILTER_VALUE.test(value);
 /** How long a missing `/tm-grade` sends calls straight to the legacy endpoints before it is tried again. */
 const TM_GRADE_RETRY_MS = 3_600_000;
 
@@ -75,7 +78,7 @@ function checkIds(ids: readonly number[]): void {
 
 function checkFilterValues(kind: string, values: readonly string[]): void {
     for (const value of values) {
-        if (!FILTER_VALUE.test(value)) {
+        if (!isValidFilterValue(value)) {
             throw invalidInput(`${JSON.stringify(value.slice(0, 40))} is not a valid token ${kind}.`, 'Use letters, digits, spaces or . _ - only.');
         }
     }

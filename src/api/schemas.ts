@@ -113,8 +113,8 @@ export const InvestorGradeRow = z
 export type InvestorGrade = z.output<typeof InvestorGradeRow>;
 
 /** `1` bullish, `-1` bearish, `0` neutral; anything else is treated as unknown. */
-const signalValue = num.transform(value => (value === 1 ? 'bullish' : value === -1 ? 'bearish' : value === 0 ? 'neutral' : null));
 export type SignalDirection = 'bullish' | 'bearish' | 'neutral';
+const signalValue = num.transform((value): SignalDirection | null => (value === 1 ? 'bullish' : value === -1 ? 'bearish' : value === 0 ? 'neutral' : null));
 
 export const TradingSignalRow = z
     .object({

@@ -1,0 +1,216 @@
+import type { DailyOhlcv, SignalDirection, TradingSignal } from '../api/schemas.js';
+
+/**
+ * The domain rules of DESIGN.md section 6, as pure functions: what a signal is, since when, and which
+ * confirming checks pass, each with the numbers and dates behind it.
+ */
+
+/** Days of daily signal history read per token (the upstream's 29-day window): one cache entry serves every tool. */
+export const SIGNAL_HISTORY_DAYS = 29;
+/** Days of daily candles read for the volume/price check and the move since the flip. */
+export const CANDLE_DAYS = 29;
+
+export type CheckStatus = 'pass' | 'fail' | 'unknown';
+
+export interface SignalCheck {
+    name: string;
+    status: CheckStatus;
+    evidence: string;
+}
+
+export interface SignalAnalysis {
+    signal: SignalDirection | null;
+    /** First day of the current signal run; a lower bound when `sinceIsLowerBound`. */
+    since: string | null;
+    sinceIsLowerBound: boolean;
+    traderGrade: number | null;
+    gradeBand: string | null;
+    checks: SignalCheck[];
+    summary: string;
+}
+
+export interface PeerSignal {
+    symbol: string;
+    history: readonly TradingSignal[];
+}
+
+const DISCLAIMER = 'Informational only, not investment advice.';
+
+export function gradeBand(value: number): string {
+    if (value >= 80) return 'high conviction';
+    if (value >= 60) return 'trend forming';
+    if (value >= 50) return 'neutral';
+    return 'deteriorating';
+}
+
+const fmt = (value: number, digits = 2) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+const signed = (value: number) => `${value > 0 ? '+' : ''}${value.toFixed(1)}%`;
+const change = (from: number, to: number) => ((to - from) / Math.abs(from)) * 100;
+
+/** Rows with a known signal, newest first. */
+function known(history: readonly TradingSignal[]): TradingSignal[] {
+    return history.filter(row => row.signal !== null && row.date !== null).sort((a, b) => b.date!.localeCompare(a.date!));
+}
+
+/** The current signal, the first day of its run, and how many times it flipped in the window. */
+export function currentRun(history: readonly TradingSignal[]): { signal: SignalDirection | null; since: string | null; lowerBound: boolean; flips: number } {
+    const rows = known(history);
+    const first = rows[0];
+    if (!first) return { signal: null, since: null, lowerBound: false, flips: 0 };
+    let since = first.date;
+    let lowerBound = true;
+    for (const row of rows.slice(1)) {
+        if (row.signal !== first.signal) {
+            lowerBound = false;
+            break;
+        }
+        since = row.date;
+    }
+    let flips = 0;
+    for (let i = 1; i < rows.length; i++) if (rows[i]!.signal !== rows[i - 1]!.signal) flips += 1;
+    return { signal: first.signal, since, lowerBound, flips };
+}
+
+function daysBetween(from: string, toMs: number): number {
+    return Math.max(0, Math.floor((toMs - Date.parse(`${from.slice(0, 10)}T00:00:00Z`)) / 86_400_000));
+}
+
+function volumeCheck(signal: SignalDirection, candles: readonly DailyOhlcv[]): SignalCheck {
+    const name = 'volume_confirms_price';
+    const rows = candles.filter(candle => candle.date !== null && candle.close !== null);
+    const recent = rows.slice(0, 7).filter(candle => candle.volume !== null);
+    const prior = rows.slice(7, 14).filter(candle => candle.volume !== null);
+    const latest = rows[0];
+    const weekAgo = rows[7];
+    if (!latest || !weekAgo || recent.length < 4 || prior.length < 4) {
+        return { name, status: 'unknown', evidence: `Not enough daily candles with volume (${rows.length} days) to compare the last 7 days with the 7 before.` };
+    }
+    const avg = (list: readonly DailyOhlcv[]) => list.reduce((sum, candle) => sum + candle.volume!, 0) / list.length;
+    const priceMove = change(weekAgo.close!, latest.close!);
+    const volumeMove = change(avg(prior), avg(recent));
+    const evidence = `7d price ${signed(priceMove)} (${fmt(weekAgo.close!, 6)} on ${weekAgo.date} -> ${fmt(latest.close!, 6)} on ${latest.date}); average daily volume ${signed(volumeMove)} vs the 7 days before.`;
+    if (signal === 'neutral') return { name, status: 'unknown', evidence };
+    const priceWithSignal = signal === 'bullish' ? priceMove > 0 : priceMove < 0;
+    return { name, status: priceWithSignal && volumeMove > 0 ? 'pass' : 'fail', evidence };
+}
+
+function marketCheck(signal: SignalDirection, peers: readonly PeerSignal[]): SignalCheck {
+    const name = 'btc_eth_alignment';
+    const described = peers.map(peer => ({ symbol: peer.symbol, run: currentRun(peer.history) }));
+    const withSignal = described.filter(peer => peer.run.signal !== null);
+    if (withSignal.length === 0) return { name, status: 'unknown', evidence: 'No current BTC/ETH signal was available.' };
+    const evidence = withSignal.map(peer => `${peer.symbol} ${peer.run.signal} since ${peer.run.lowerBound ? 'at least ' : ''}${peer.run.since}`).join('; ') + '.';
+    if (signal === 'neutral') return { name, status: 'unknown', evidence };
+    const agree = withSignal.filter(peer => peer.run.signal === signal).length;
+    return { name, status: agree === withSignal.length ? 'pass' : 'fail', evidence };
+}
+
+function timingCheck(signal: SignalDirection, since: string | null, lowerBound: boolean, candles: readonly DailyOhlcv[], nowMs: number): SignalCheck {
+    const name = 'flip_timing';
+    if (!since) return { name, status: 'unknown', evidence: 'No signal history.' };
+    const age = daysBetween(since, nowMs);
+    if (lowerBound) return { name, status: 'unknown', evidence: `The signal has held for the whole ${SIGNAL_HISTORY_DAYS}-day window (since at least ${since}); the flip date is older.` };
+    const atFlip = candles.find(candle => candle.date?.slice(0, 10) === since.slice(0, 10) && candle.close !== null);
+    const latest = candles.find(candle => candle.close !== null);
+    if (!atFlip || !latest) return { name, status: 'unknown', evidence: `Flipped ${age} day(s) ago on ${since}; no candle for that day to measure the move since.` };
+    const move = change(atFlip.close!, latest.close!);
+    const evidence = `Flipped ${age} day(s) ago on ${since}; price ${signed(move)} since (${fmt(atFlip.close!, 6)} -> ${fmt(latest.close!, 6)}).`;
+    if (signal === 'neutral') return { name, status: 'unknown', evidence };
+    const moveWithSignal = signal === 'bullish' ? move : -move;
+    // Early in the move is the useful part of a signal; after a 15% run most of it is usually priced in.
+    return { name, status: age <= 14 && moveWithSignal < 15 ? 'pass' : 'fail', evidence };
+}
+
+function stabilityCheck(signal: SignalDirection, flips: number, days: number): SignalCheck {
+    const name = 'signal_stability';
+    const evidence = `${flips} flip(s) in the last ${days} days of daily signals.`;
+    if (signal === 'neutral') return { name, status: 'unknown', evidence };
+    return { name, status: flips <= 2 ? 'pass' : 'fail', evidence: flips > 2 ? `${evidence} Repeated flips mean a choppy, low-conviction trend.` : evidence };
+}
+
+function momentumCheck(signal: SignalDirection, history: readonly TradingSignal[]): SignalCheck {
+    const name = 'grade_momentum';
+    const rows = known(history).filter(row => row.traderGrade !== null);
+    const latest = rows[0];
+    const weekAgo = rows.find(row => latest && daysBetween(row.date!, Date.parse(`${latest.date!.slice(0, 10)}T00:00:00Z`)) >= 7);
+    if (!latest || !weekAgo) return { name, status: 'unknown', evidence: 'Not enough trader-grade history to measure a 7-day change.' };
+    const delta = latest.traderGrade! - weekAgo.traderGrade!;
+    const evidence = `Trader grade ${fmt(weekAgo.traderGrade!, 1)} on ${weekAgo.date} -> ${fmt(latest.traderGrade!, 1)} on ${latest.date} (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} pts).`;
+    if (signal === 'neutral' || Math.abs(delta) < 1) return { name, status: 'unknown', evidence: `${evidence} Flat or no active call.` };
+    return { name, status: (signal === 'bullish' ? delta > 0 : delta < 0) ? 'pass' : 'fail', evidence };
+}
+
+/** Apply the confirming checks for the token's current signal. `peers` are BTC and ETH (minus the token itself). */
+export function analyseSignal(input: {
+    symbol: string;
+    history: readonly TradingSignal[];
+    candles: readonly DailyOhlcv[];
+    peers: readonly PeerSignal[];
+    nowMs: number;
+}): SignalAnalysis {
+    const run = currentRun(input.history);
+    const latestGrade = known(input.history).find(row => row.traderGrade !== null)?.traderGrade ?? null;
+    const band = latestGrade === null ? null : gradeBand(latestGrade);
+    if (run.signal === null) {
+        return {
+            signal: null,
+            since: null,
+            sinceIsLowerBound: false,
+            traderGrade: latestGrade,
+            gradeBand: band,
+            checks: [],
+            summary: `No trading signal for ${input.symbol} in the last ${SIGNAL_HISTORY_DAYS} days, so there is nothing to explain. ${DISCLAIMER}`
+        };
+    }
+    const checks: SignalCheck[] = [
+        volumeCheck(run.signal, input.candles),
+        marketCheck(run.signal, input.peers),
+        timingCheck(run.signal, run.since, run.lowerBound, input.candles, input.nowMs),
+        stabilityCheck(run.signal, run.flips, SIGNAL_HISTORY_DAYS),
+        momentumCheck(run.signal, input.history),
+        { name: 'narrative_fit', status: 'unknown', evidence: 'Narrative and sector strength are not in the data this server reads: check news and sector peers yourself.' }
+    ];
+    return {
+        signal: run.signal,
+        since: run.since,
+        sinceIsLowerBound: run.lowerBound,
+        traderGrade: latestGrade,
+        gradeBand: band,
+        checks,
+        summary: summarise(input.symbol, run.signal, run.since, run.lowerBound, latestGrade, band, checks)
+    };
+}
+
+function summarise(
+    symbol: string,
+    signal: SignalDirection,
+    since: string | null,
+    lowerBound: boolean,
+    traderGrade: number | null,
+    band: string | null,
+    checks: readonly SignalCheck[]
+): string {
+    const passed = checks.filter(check => check.status === 'pass');
+    const failed = checks.filter(check => check.status === 'fail');
+    const unknown = checks.filter(check => check.status === 'unknown');
+    const parts = [`${symbol} is ${signal} since ${lowerBound ? 'at least ' : ''}${since}.`];
+    if (traderGrade !== null) parts.push(`Trader grade ${traderGrade.toFixed(1)} (${band}).`);
+    if (signal === 'neutral') {
+        parts.push('No active bullish or bearish call.');
+    } else {
+        parts.push(`${passed.length} of ${checks.length - unknown.length} checkable confirmations hold${failed.length ? `; against: ${failed.map(check => check.name).join(', ')}` : ''}.`);
+        const market = checks.find(check => check.name === 'btc_eth_alignment');
+        if (signal === 'bearish') {
+            parts.push(
+                market?.status === 'pass'
+                    ? 'BTC/ETH are bearish too: this looks like market-wide pressure more than token weakness. Tighten risk.'
+                    : 'BTC/ETH are not bearish: the weakness looks token-specific. Tighten risk.'
+            );
+        } else {
+            parts.push('A bullish signal is a prompt to investigate, not a buy order.');
+        }
+    }
+    if (unknown.length > 0) parts.push(`Not checked: ${unknown.map(check => check.name).join(', ')}.`);
+    parts.push(DISCLAIMER);
+    return parts.join(' ');
+}

@@ -1,0 +1,142 @@
+import { isValidFilterValue } from '../api/client.js';
+import type { Token } from '../api/schemas.js';
+import type { MarketService } from '../cache/market-service.js';
+import { closest } from './distance.js';
+
+/** A user's token reference resolved to one upstream token. */
+export interface ResolvedToken {
+    input: string;
+    token: Token;
+    /** Other tokens sharing the symbol, ranked below the chosen one. */
+    alternatives: Token[];
+}
+
+export interface UnresolvedToken {
+    input: string;
+    reason: string;
+    suggestions: string[];
+}
+
+export interface Resolution {
+    resolved: ResolvedToken[];
+    unresolved: UnresolvedToken[];
+    fetchedAt: number;
+    staleAgeS: number | null;
+}
+
+const SYMBOL_LIKE = /^[A-Za-z0-9.$_-]{1,15}$/;
+const NUMERIC_ID = /^\d{1,12}$/;
+
+/**
+ * The documented rule for symbols shared by several tokens: the token listed on the most exchanges
+ * wins (a proxy for the one people mean), then the lowest token id (the earlier listing).
+ */
+export function rankCandidates(tokens: readonly Token[]): Token[] {
+    return [...tokens].sort((a, b) => b.exchanges.length - a.exchanges.length || a.tokenId - b.tokenId);
+}
+
+const describe = (token: Token): string => `${token.symbol} (${token.name}, id ${token.tokenId})`;
+
+/**
+ * Symbol, name or numeric id -> token, through the cached `/tokens` data. Symbols and ids are tried
+ * first (one comma-separated request per kind), then names for everything else, in one request.
+ */
+export class TokenResolver {
+    /** Every token seen, for suggestions; the `/tokens` answers themselves live in the cache. */
+    private readonly known = new Map<number, Token>();
+
+    constructor(private readonly market: MarketService) {}
+
+    async resolve(inputs: readonly string[], signal?: AbortSignal): Promise<Resolution> {
+        const all = inputs.map(input => input.trim());
+        // Inputs that cannot be a symbol, name or id never reach the upstream: they are answered here.
+        const cleaned = all.filter(input => NUMERIC_ID.test(input) || isValidFilterValue(input));
+        const ids = cleaned.filter(input => NUMERIC_ID.test(input)).map(Number);
+        const symbols = cleaned.filter(input => !NUMERIC_ID.test(input) && SYMBOL_LIKE.test(input)).map(input => input.toUpperCase());
+        const phrases = cleaned.filter(input => !NUMERIC_ID.test(input) && !SYMBOL_LIKE.test(input)).map(input => input.toLowerCase());
+
+        // Round one: symbols and ids. Round two: names, both the multi-word ones and the symbol-shaped
+        // inputs that matched no symbol ("solana"), so all names share one request.
+        const first = await this.market.tokens({ symbols: unique(symbols), ids: unique(ids) }, signal);
+        this.remember(first.data);
+        let fetchedAt = first.fetchedAt;
+        let staleAgeS = first.staleAgeS;
+        const found = [...first.data];
+
+        const missedSymbols = symbols.filter(symbol => !first.data.some(token => token.symbol === symbol)).map(symbol => symbol.toLowerCase());
+        const names = unique([...phrases, ...missedSymbols]);
+        if (names.length > 0) {
+            const second = await this.market.tokens({ names }, signal);
+            this.remember(second.data);
+            found.push(...second.data);
+            fetchedAt = Math.min(fetchedAt, second.fetchedAt);
+            staleAgeS = maxAge(staleAgeS, second.staleAgeS);
+        }
+
+        const resolved: ResolvedToken[] = [];
+        const unresolved: UnresolvedToken[] = [];
+        for (const input of all) {
+            if (!cleaned.includes(input)) {
+                unresolved.push({ input: input.slice(0, 64), reason: 'Not a valid token symbol, name or id (letters, digits, spaces and . _ - only).', suggestions: [] });
+                continue;
+            }
+            const candidates = this.match(input, found);
+            const [token, ...alternatives] = rankCandidates(candidates);
+            if (token) resolved.push({ input, token, alternatives });
+            else unresolved.push(this.unknown(input));
+        }
+        return { resolved, unresolved, fetchedAt, staleAgeS };
+    }
+
+    /** Resolve exactly one input, or explain why not. */
+    async resolveOne(input: string, signal?: AbortSignal): Promise<{ token: ResolvedToken; fetchedAt: number; staleAgeS: number | null } | UnresolvedToken> {
+        const resolution = await this.resolve([input], signal);
+        const token = resolution.resolved[0];
+        return token ? { token, fetchedAt: resolution.fetchedAt, staleAgeS: resolution.staleAgeS } : resolution.unresolved[0]!;
+    }
+
+    private match(input: string, tokens: readonly Token[]): Token[] {
+        if (NUMERIC_ID.test(input)) return dedupe(tokens.filter(token => token.tokenId === Number(input)));
+        const bySymbol = tokens.filter(token => token.symbol === input.toUpperCase());
+        if (bySymbol.length > 0) return dedupe(bySymbol);
+        return dedupe(tokens.filter(token => token.name.toLowerCase() === input.toLowerCase()));
+    }
+
+    private unknown(input: string): UnresolvedToken {
+        const kind = NUMERIC_ID.test(input) ? 'token id' : SYMBOL_LIKE.test(input) ? 'symbol or name' : 'name';
+        const pool = [...this.known.values()];
+        const suggestions = closest(
+            input,
+            pool.flatMap(token => [
+                { key: token.symbol, label: describe(token) },
+                { key: token.name, label: describe(token) }
+            ]),
+            3
+        );
+        return {
+            input: input.slice(0, 64),
+            reason: `No Token Metrics token has this ${kind}.`,
+            suggestions
+        };
+    }
+
+    private remember(tokens: readonly Token[]): void {
+        for (const token of tokens) this.known.set(token.tokenId, token);
+    }
+}
+
+function unique<T>(values: readonly T[]): T[] {
+    return [...new Set(values)];
+}
+
+function dedupe(tokens: readonly Token[]): Token[] {
+    return [...new Map(tokens.map(token => [token.tokenId, token])).values()];
+}
+
+function maxAge(a: number | null, b: number | null): number | null {
+    if (a === null) return b;
+    if (b === null) return a;
+    return Math.max(a, b);
+}
+
+export { describe as describeToken };

@@ -30,14 +30,6 @@ export interface Config {
         batchWindowMs: number;
         maxEntries: number;
     };
-    http: {
-        enabled: boolean;
-        host: string;
-        port: number;
-        tokens: string[];
-        tokensFile: string | null;
-    };
-    redisUrl: string | null;
 }
 
 export type CliCommand = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
@@ -117,21 +109,12 @@ function parseLogLevel(raw: string | undefined): LogLevel {
 interface Flags {
     help: boolean;
     version: boolean;
-    http: boolean;
-    port: string | undefined;
-    host: string | undefined;
 }
 
 function parseFlags(argv: readonly string[]): Flags {
-    const flags: Flags = { help: false, version: false, http: false, port: undefined, host: undefined };
-    for (let i = 0; i < argv.length; i++) {
-        const arg = argv[i]!;
-        const [name, inline] = arg.split('=', 2) as [string, string | undefined];
-        const value = () => {
-            const next = inline ?? argv[++i];
-            if (next === undefined) throw new ConfigError(`${name} needs a value`);
-            return next;
-        };
+    const flags: Flags = { help: false, version: false };
+    for (const arg of argv) {
+        const name = arg.split('=', 1)[0]!;
         switch (name) {
             case '-h':
             case '--help':
@@ -140,15 +123,6 @@ function parseFlags(argv: readonly string[]): Flags {
             case '-v':
             case '--version':
                 flags.version = true;
-                break;
-            case '--http':
-                flags.http = true;
-                break;
-            case '--port':
-                flags.port = value();
-                break;
-            case '--host':
-                flags.host = value();
                 break;
             default:
                 throw new ConfigError(`unknown option "${name}" (see --help)`);
@@ -186,14 +160,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
             batchWindowMs: parse(intIn('CRYPTO_INTEL_BATCH_WINDOW_MS', 0, 1000), env.CRYPTO_INTEL_BATCH_WINDOW_MS ?? 5),
             maxEntries: parse(intIn('CRYPTO_INTEL_CACHE_MAX_ENTRIES', 100, 1_000_000), env.CRYPTO_INTEL_CACHE_MAX_ENTRIES ?? 10_000)
         },
-        http: {
-            enabled: flags.http,
-            host: nonEmpty(flags.host) ?? nonEmpty(env.CRYPTO_INTEL_HTTP_HOST) ?? '127.0.0.1',
-            port: parse(intIn('CRYPTO_INTEL_HTTP_PORT', 0, 65_535), flags.port ?? env.CRYPTO_INTEL_HTTP_PORT ?? 3333),
-            tokens: splitList(env.CRYPTO_INTEL_HTTP_TOKENS),
-            tokensFile: nonEmpty(env.CRYPTO_INTEL_HTTP_TOKENS_FILE) ?? null
-        },
-        redisUrl: nonEmpty(env.CRYPTO_INTEL_REDIS_URL) ?? null
     };
     if (config.upstream.attemptTimeoutMs > config.upstream.deadlineMs) {
         throw new ConfigError('CRYPTO_INTEL_TIMEOUT_MS must not exceed CRYPTO_INTEL_DEADLINE_MS');

@@ -1,0 +1,47 @@
+import * as z from 'zod';
+import type { Token } from '../src/api/schemas.js';
+
+/** A token reference as users type it: symbol, name or numeric id. */
+export const TokenRef = z
+    .union([z.string().trim().min(1).max(64), z.number().int().positive().max(1e12)])
+    .transform(value => String(value));
+
+export const Freshness = {
+    as_of: z.string().describe('When the upstream produced this data (ISO 8601, UTC).'),
+    stale_age_s: z
+        .number()
+        .nullable()
+        .describe('null when fresh; otherwise the age in seconds of cached data served because the upstream failed.')
+};
+
+export const Alternative = z.object({
+    symbol: z.string(),
+    name: z.string(),
+    token_id: z.number().int()
+});
+
+export const Unresolved = z.object({
+    input: z.string(),
+    reason: z.string(),
+    suggestions: z.array(z.string()).describe('Close matches among known tokens, e.g. "UNI (Uniswap, id 3386)".')
+});
+
+export const alternativesOf = (tokens: readonly Token[]) => tokens.map(token => ({ symbol: token.symbol, name: token.name, token_id: token.tokenId }));
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** "UNI is shared: chose Uniswap (id 3386); also Universe Token (id 31007)." */
+export function ambiguityNote(input: string, chosen: Token, alternatives: readonly Token[]): string | null {
+    if (alternatives.length === 0) return null;
+    const others = alternatives
+        .slice(0, 3)
+        .map(token => `${token.name} (id ${token.tokenId})`)
+        .join(', ');
+    const more = alternatives.length > 3 ? ` and ${alternatives.length - 3} more` : '';
+    return `"${input}" is shared: chose ${chosen.name} (id ${chosen.tokenId}); also ${others}${more}. Pass a token id to pick another.`;
+}
+
+export function unresolvedLine(entry: z.output<typeof Unresolved>): string {
+    const hint = entry.suggestions.length > 0 ? ` Did you mean ${entry.suggestions.join(' or ')}?` : ' Try the full name or the numeric token id.';
+    return `"${entry.input}": ${entry.reason}${hint}`;
+}

@@ -1,0 +1,93 @@
+import * as z from 'zod';
+import { CANDLE_DAYS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
+import { Alternative, Freshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
+import { unresolvedError } from './errors.js';
+import { freshnessLine } from './format.js';
+
+/** The market bellwethers a signal is compared with (DESIGN.md section 6): macro move or token-specific? */
+const BELLWETHERS = [
+    { symbol: 'BTC', tokenId: 3375 },
+    { symbol: 'ETH', tokenId: 3306 }
+] as const;
+
+export const ExplainSignalInput = z.object({
+    symbol: TokenRef.describe('One token: symbol, name or numeric Token Metrics id, e.g. "ETH".')
+});
+
+const Check = z.object({
+    name: z.string().describe('volume_confirms_price, btc_eth_alignment, flip_timing, signal_stability, grade_momentum or narrative_fit.'),
+    status: z.enum(['pass', 'fail', 'unknown']).describe('pass: supports the signal; fail: argues against it; unknown: could not be checked.'),
+    evidence: z.string().describe('The numbers and dates behind the status.')
+});
+
+export const ExplainSignalOutput = z.object({
+    symbol: z.string(),
+    name: z.string(),
+    token_id: z.number().int(),
+    signal: z.enum(['bullish', 'bearish', 'neutral']).nullable().describe('The current daily trading signal; null when there is none.'),
+    since: z.string().nullable().describe('First day (YYYY-MM-DD) of the current signal run.'),
+    since_is_lower_bound: z.boolean().describe('True when the signal held for the whole 29-day window, so it started on or before `since`.'),
+    trader_grade: z.number().nullable(),
+    grade_band: z.string().nullable().describe('high conviction (>= 80), trend forming (60-79), neutral (50-59) or deteriorating (< 50).'),
+    checks: z.array(Check),
+    summary: z.string(),
+    alternatives: z.array(Alternative),
+    ...Freshness
+});
+
+export const explainSignal = defineTool({
+    name: 'explain_signal',
+    title: 'Explain a bullish/bearish signal',
+    description:
+        "Explains a token's current Token Metrics trading signal (bullish, bearish or neutral): since when, the trader grade and its band, and confirming checks with evidence " +
+        '(volume vs price, whether BTC/ETH agree, how fresh the flip is, how often it flipped, grade momentum), plus what could not be checked. ' +
+        'Costs 2 upstream credits on a cache miss (29 days of signals for the token, BTC and ETH in one call, and daily candles); cached 1 h. ' +
+        'Use for "is ETH bullish right now, and why?". Informational, not investment advice.',
+    inputSchema: ExplainSignalInput,
+    outputSchema: ExplainSignalOutput,
+    annotations: { title: 'Explain a bullish/bearish signal', ...READ_ONLY_OPEN_WORLD },
+    async handler({ symbol }, { resolver, market, clock }, signal) {
+        const resolved = await resolver.resolveOne(symbol, signal);
+        if (!('token' in resolved)) throw unresolvedError(unresolvedLine(resolved));
+        const { token, alternatives, input } = resolved.token;
+        const peers = BELLWETHERS.filter(peer => peer.tokenId !== token.tokenId);
+        const [signals, candles] = await Promise.all([
+            market.tradingSignals([token.tokenId, ...peers.map(peer => peer.tokenId)], SIGNAL_HISTORY_DAYS, signal),
+            market.dailyOhlcv(token.tokenId, CANDLE_DAYS, signal)
+        ]);
+        const analysis = analyseSignal({
+            symbol: token.symbol,
+            history: signals.data.filter(row => row.tokenId === token.tokenId),
+            candles: candles.data,
+            peers: peers.map(peer => ({ symbol: peer.symbol, history: signals.data.filter(row => row.tokenId === peer.tokenId) })),
+            nowMs: clock.now()
+        });
+        const staleAges = [signals.staleAgeS, candles.staleAgeS].filter((age): age is number => age !== null);
+        const structured = {
+            symbol: token.symbol,
+            name: token.name,
+            token_id: token.tokenId,
+            signal: analysis.signal,
+            since: analysis.since,
+            since_is_lower_bound: analysis.sinceIsLowerBound,
+            trader_grade: analysis.traderGrade,
+            grade_band: analysis.gradeBand,
+            checks: analysis.checks,
+            summary: analysis.summary,
+            alternatives: alternativesOf(alternatives),
+            as_of: iso(Math.min(signals.fetchedAt, candles.fetchedAt)),
+            stale_age_s: staleAges.length > 0 ? Math.max(...staleAges) : null
+        };
+        const mark = { pass: '+', fail: '-', unknown: '?' } as const;
+        const lines = [
+            `${token.symbol} (${token.name}): ${analysis.signal ?? 'no signal'}${analysis.since ? ` since ${analysis.sinceIsLowerBound ? 'at least ' : ''}${analysis.since}` : ''}`,
+            ...analysis.checks.map(check => `[${mark[check.status]}] ${check.name}: ${check.evidence}`),
+            analysis.summary,
+            freshnessLine(structured.as_of, structured.stale_age_s)
+        ];
+        const note = ambiguityNote(input, token, alternatives);
+        if (note) lines.push(note);
+        return { structured, text: lines.join('\n') };
+    }
+});

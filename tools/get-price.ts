@@ -1,0 +1,78 @@
+import * as z from 'zod';
+import { Alternative, Freshness, TokenRef, Unresolved, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
+import { freshnessLine, table, usd } from './format.js';
+
+export const GetPriceInput = z.object({
+    symbols: z
+        .array(TokenRef)
+        .min(1)
+        .max(25)
+        .describe('1 to 25 tokens: symbols, names or numeric Token Metrics ids, e.g. ["BTC", "solana", 3306].')
+});
+
+const PriceRow = z.object({
+    symbol: z.string(),
+    name: z.string(),
+    token_id: z.number().int(),
+    price_usd: z.number().nullable().describe('null when the upstream has no price for this token.'),
+    as_of: z.string(),
+    alternatives: z.array(Alternative).describe('Other tokens sharing this symbol; pass one of their ids to get it instead.')
+});
+
+export const GetPriceOutput = z.object({
+    prices: z.array(PriceRow),
+    unresolved: z.array(Unresolved).describe('Inputs that matched no token, with the reason and close suggestions.'),
+    ...Freshness
+});
+
+export const getPrice = defineTool({
+    name: 'get_price',
+    title: 'Token prices',
+    description:
+        'Latest USD price for 1 to 25 crypto tokens in one call, by symbol, name or Token Metrics id. ' +
+        'Costs 1 upstream credit for all tokens together, plus up to 2 to look up symbols or names not seen in the last 24 h; prices are cached 60 s. ' +
+        'Use this for "price of BTC, ETH and PEPE"; use get_grades for ratings and explain_signal for bullish/bearish calls.',
+    inputSchema: GetPriceInput,
+    outputSchema: GetPriceOutput,
+    annotations: { title: 'Token prices', ...READ_ONLY_OPEN_WORLD },
+    async handler({ symbols }, { resolver, market }, signal) {
+        const resolution = await resolver.resolve(symbols, signal);
+        const ids = [...new Set(resolution.resolved.map(entry => entry.token.tokenId))];
+        const quotes = ids.length > 0 ? await market.prices(ids, signal) : { data: [], fetchedAt: resolution.fetchedAt, staleAgeS: null };
+        const byId = new Map(quotes.data.map(quote => [quote.tokenId, quote]));
+        const asOf = iso(quotes.fetchedAt);
+        const unresolved = [...resolution.unresolved];
+        const prices: Array<z.output<typeof PriceRow>> = [];
+        const notes: string[] = [];
+        const seen = new Set<number>();
+        for (const { input, token, alternatives } of resolution.resolved) {
+            if (seen.has(token.tokenId)) continue;
+            seen.add(token.tokenId);
+            const quote = byId.get(token.tokenId);
+            if (!quote) {
+                unresolved.push({ input, reason: `Token Metrics has no current price for ${token.name} (id ${token.tokenId}).`, suggestions: [] });
+                continue;
+            }
+            prices.push({
+                symbol: token.symbol,
+                name: token.name,
+                token_id: token.tokenId,
+                price_usd: quote.priceUsd,
+                as_of: asOf,
+                alternatives: alternativesOf(alternatives)
+            });
+            const note = ambiguityNote(input, token, alternatives);
+            if (note) notes.push(note);
+        }
+        const staleAgeS = quotes.staleAgeS;
+        const structured = { prices, unresolved, as_of: asOf, stale_age_s: staleAgeS };
+        const lines: string[] = [];
+        if (prices.length > 0) {
+            lines.push(table(prices.map(row => [row.symbol, row.name.slice(0, 24), usd(row.price_usd)])));
+            lines.push(freshnessLine(asOf, staleAgeS));
+        }
+        lines.push(...notes, ...unresolved.map(unresolvedLine));
+        return { structured, text: lines.join('\n') };
+    }
+});

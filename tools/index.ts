@@ -1,0 +1,10 @@
+import type { ToolDefinition } from './define.js';
+import { explainSignal } from './explain-signal.js';
+import { getGrades } from './get-grades.js';
+import { getPrice } from './get-price.js';
+import { listMoonshots } from './list-moonshots.js';
+
+export type { ToolDeps, ToolDefinition } from './define.js';
+
+/** Every tool the server publishes, in the order clients list them. */
+export const TOOLS: readonly ToolDefinition[] = [getPrice, getGrades, listMoonshots, explainSignal] as unknown as readonly ToolDefinition[];

@@ -51,9 +51,13 @@ export class TokenResolver {
         const all = inputs.map(input => input.trim());
         // Inputs that cannot be a symbol, name or id never reach the upstream: they are answered here.
         const cleaned = all.filter(input => NUMERIC_ID.test(input) || isValidFilterValue(input));
-        const ids = cleaned.filter(input => NUMERIC_ID.test(input)).map(Number);
-        const symbols = cleaned.filter(input => !NUMERIC_ID.test(input) && SYMBOL_LIKE.test(input)).map(input => input.toUpperCase());
-        const phrases = cleaned.filter(input => !NUMERIC_ID.test(input) && !SYMBOL_LIKE.test(input)).map(input => input.toLowerCase());
+        // A name seen earlier in this process ("solana" after "SOL") resolves without a lookup, unless it is
+        // also a known symbol: the symbol-first rule still decides those.
+        const seenByName = cleaned.filter(input => !NUMERIC_ID.test(input) && this.knownByName(input).length > 0 && !this.isKnownSymbol(input));
+        const toLookUp = cleaned.filter(input => !seenByName.includes(input));
+        const ids = toLookUp.filter(input => NUMERIC_ID.test(input)).map(Number);
+        const symbols = toLookUp.filter(input => !NUMERIC_ID.test(input) && SYMBOL_LIKE.test(input)).map(input => input.toUpperCase());
+        const phrases = toLookUp.filter(input => !NUMERIC_ID.test(input) && !SYMBOL_LIKE.test(input)).map(input => input.toLowerCase());
 
         // Round one: symbols and ids. Round two: names, both the multi-word ones and the symbol-shaped
         // inputs that matched no symbol ("solana"), so all names share one request.
@@ -61,7 +65,7 @@ export class TokenResolver {
         this.remember(first.data);
         let fetchedAt = first.fetchedAt;
         let staleAgeS = first.staleAgeS;
-        const found = [...first.data];
+        const found = [...first.data, ...seenByName.flatMap(input => this.knownByName(input))];
 
         const missedSymbols = symbols.filter(symbol => !first.data.some(token => token.symbol === symbol)).map(symbol => symbol.toLowerCase());
         const names = unique([...phrases, ...missedSymbols]);
@@ -93,6 +97,16 @@ export class TokenResolver {
         const resolution = await this.resolve([input], signal);
         const token = resolution.resolved[0];
         return token ? { token, fetchedAt: resolution.fetchedAt, staleAgeS: resolution.staleAgeS } : resolution.unresolved[0]!;
+    }
+
+    private knownByName(input: string): Token[] {
+        const name = input.toLowerCase();
+        return [...this.known.values()].filter(token => token.name.toLowerCase() === name);
+    }
+
+    private isKnownSymbol(input: string): boolean {
+        const symbol = input.toUpperCase();
+        return [...this.known.values()].some(token => token.symbol === symbol);
     }
 
     private match(input: string, tokens: readonly Token[]): Token[] {

@@ -82,4 +82,12 @@ describe('TokenResolver against the fake upstream', () => {
         expect(resolution.unresolved[0]?.reason).toMatch(/Not a valid token symbol/);
         expect(fake.count()).toBe(0);
     });
+
+    it('resolves a name seen earlier in the session without another lookup', async () => {
+        await resolver.resolve(['SOL', 'UNI']);
+        const calls = fake.count();
+        const again = await resolver.resolve(['solana', 'Uniswap']);
+        expect(again.resolved.map(entry => entry.token.tokenId)).toEqual([3988, 3386]);
+        expect(fake.count()).toBe(calls);
+    });
 });

@@ -1,4 +1,4 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
 import type { KeyProvider } from '../keys/pool.js';
 import type { Logger } from '../logger.js';
@@ -66,6 +66,13 @@ const DEFAULT_RETRY: RetryPolicy = {
 /** Statuses worth another attempt; 400/401/403/404 are answers, not accidents. */
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 const QUOTA_MESSAGE = /quota|credits?\b|plan limit|limit exceeded|upgrade/i;
+
+/**
+ * undici is loaded on the first upstream request, not at start-up: an MCP client waits for the server's
+ * tool list before anything else, and undici's load time (~60 ms) would add to that wait for nothing.
+ */
+let undici: Promise<typeof import('undici')> | undefined;
+const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
 
 /** Parse `Retry-After` (delta seconds or an HTTP date) into an absolute time. */
 export function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | undefined {
@@ -135,7 +142,7 @@ function envelopeMessage(text: string): unknown {
  */
 export class UpstreamHttp {
     private readonly retry: RetryPolicy;
-    private readonly dispatcher: Dispatcher;
+    private dispatcher: Promise<Dispatcher> | undefined;
     private readonly ownsDispatcher: boolean;
     private readonly semaphore: Semaphore;
     private readonly random: () => number;
@@ -152,15 +159,7 @@ export class UpstreamHttp {
         this.semaphore = new Semaphore(options.concurrency);
         this.base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
         this.ownsDispatcher = !options.dispatcher;
-        this.dispatcher =
-            options.dispatcher ??
-            new Agent({
-                connectTimeout: Math.min(5_000, options.attemptTimeoutMs),
-                headersTimeout: options.attemptTimeoutMs,
-                bodyTimeout: options.attemptTimeoutMs,
-                keepAliveTimeout: 30_000,
-                connections: options.concurrency * 2
-            });
+        if (options.dispatcher) this.dispatcher = Promise.resolve(options.dispatcher);
     }
 
     /** The URL of a request, query encoded by URLSearchParams; never carries a key. */
@@ -259,7 +258,7 @@ export class UpstreamHttp {
     }
 
     async close(): Promise<void> {
-        if (this.ownsDispatcher) await this.dispatcher.close();
+        if (this.ownsDispatcher && this.dispatcher) await (await this.dispatcher).close();
     }
 
     private unwrap(text: string, endpoint: string): unknown[] {
@@ -280,6 +279,21 @@ export class UpstreamHttp {
         return envelope.data;
     }
 
+    /** One keep-alive Agent per client, made on first use. */
+    private agent(): Promise<Dispatcher> {
+        this.dispatcher ??= loadUndici().then(
+            ({ Agent }) =>
+                new Agent({
+                    connectTimeout: Math.min(5_000, this.options.attemptTimeoutMs),
+                    headersTimeout: this.options.attemptTimeoutMs,
+                    bodyTimeout: this.options.attemptTimeoutMs,
+                    keepAliveTimeout: 30_000,
+                    connections: this.options.concurrency * 2
+                })
+        );
+        return this.dispatcher;
+    }
+
     /**
      * The upstream's own words go into error messages, so an echoed key is scrubbed first (before
      * truncation, which could cut a key past recognition) and the text is bounded.
@@ -296,11 +310,12 @@ export class UpstreamHttp {
         const signal = AbortSignal.any(signals);
         const release = await this.semaphore.acquire(signal);
         try {
+            const [{ request }, dispatcher] = await Promise.all([loadUndici(), this.agent()]);
             const response = await request(url, {
                 method: 'GET',
                 headers: { 'x-api-key': key, accept: 'application/json', 'user-agent': 'crypto-intel-mcp' },
                 signal,
-                dispatcher: this.dispatcher
+                dispatcher
             });
             const text = await response.body.text();
             return { status: response.statusCode, headers: response.headers, text };

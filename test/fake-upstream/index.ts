@@ -15,6 +15,8 @@ export interface FakeCall {
     at: number;
     /** The client went away before the answer was sent (a cancelled request). */
     aborted: boolean;
+    /** Bytes of the response body: what a pass-through server would have handed the model. */
+    bytes: number;
 }
 
 export type Fault =
@@ -186,7 +188,8 @@ export class FakeUpstream {
             key,
             status: 0,
             at: Date.now(),
-            aborted: false
+            aborted: false,
+            bytes: 0
         };
         this.calls.push(call);
         res.on('close', () => {
@@ -194,6 +197,7 @@ export class FakeUpstream {
         });
         const send = (status: number, body: string, headers: Record<string, string> = {}) => {
             call.status = status;
+            call.bytes = Buffer.byteLength(body);
             res.writeHead(status, { 'content-type': 'application/json', ...headers });
             res.end(body);
         };

@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { JSONRPCMessageSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 
-/** The built CLI, as Claude Desktop would start it. */
-export const CLI_PATH = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+/** The built CLI, as Claude Desktop would start it; found from test/helpers and from its build in dist/test/helpers. */
+export const CLI_PATH = ['../../dist/src/cli.js', '../../src/cli.js']
+    .map(relative => fileURLToPath(new URL(relative, import.meta.url)))
+    .find(path => existsSync(path))!;
 
 /**
  * A stdio transport over a real child process that keeps every byte the server wrote, so tests can

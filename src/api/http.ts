@@ -38,6 +38,13 @@ export interface HttpOptions {
     random?: () => number;
     /** Injected for tests; by default one keep-alive Agent per client. */
     dispatcher?: Dispatcher;
+    /** Replaces the in-process cap of `concurrency`, e.g. with a budget shared by several replicas. */
+    limiter?: ConcurrencyLimiter;
+}
+
+/** Grants one upstream request at a time; the function it resolves to gives the grant back (calling it twice is harmless). */
+export interface ConcurrencyLimiter {
+    acquire(signal: AbortSignal): Promise<() => void>;
 }
 
 export type QueryValue = string | number | undefined;
@@ -84,7 +91,7 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
 }
 
 /** A counting semaphore: at most `limit` upstream requests in flight, the rest queue in order. */
-class Semaphore {
+export class Semaphore implements ConcurrencyLimiter {
     private active = 0;
     private readonly waiting: Array<() => void> = [];
 
@@ -144,7 +151,7 @@ export class UpstreamHttp {
     private readonly retry: RetryPolicy;
     private dispatcher: Promise<Dispatcher> | undefined;
     private readonly ownsDispatcher: boolean;
-    private readonly semaphore: Semaphore;
+    private readonly semaphore: ConcurrencyLimiter;
     private readonly random: () => number;
     private readonly base: URL;
 
@@ -156,7 +163,7 @@ export class UpstreamHttp {
     ) {
         this.retry = { ...DEFAULT_RETRY, ...options.retry };
         this.random = options.random ?? Math.random;
-        this.semaphore = new Semaphore(options.concurrency);
+        this.semaphore = options.limiter ?? new Semaphore(options.concurrency);
         this.base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
         this.ownsDispatcher = !options.dispatcher;
         if (options.dispatcher) this.dispatcher = Promise.resolve(options.dispatcher);

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { MAX_RANGE_DAYS, type GradeSources, type MarketData, type MoonshotType, type TokenQuery } from '../api/client.js';
 import { cancelled, invalidInput, isUpstreamError, type ErrorCode } from '../api/errors.js';
 import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } from '../api/schemas.js';
@@ -15,6 +16,7 @@ import {
 } from './market-service.js';
 import { CACHE_FILE_NAME, ensureCacheDir, errorCode, loadCacheFile, saveCacheFile } from './persistence.js';
 import { deferred, SharedCall, untilAborted, type Deferred } from './shared-call.js';
+import type { Claim, SharedTier } from './shared-tier.js';
 import { EntryStore, type CacheEntry } from './store.js';
 import { resolveTtlMs } from './ttl.js';
 
@@ -28,6 +30,11 @@ const DEFAULT_MAX_SIZE_CHARS = 64 * 1024 * 1024;
 const DEFAULT_PERSIST_DEBOUNCE_MS = 2000;
 /** Steady traffic keeps postponing a trailing debounce; after this many debounce periods the file is written anyway. */
 const PERSIST_MAX_DELAY_FACTOR = 10;
+/** Polling for another replica's fetch starts fast (most fetches take tens of ms) and backs off to this. */
+const SHARED_POLL_FIRST_MS = 5;
+const SHARED_POLL_MAX_MS = 50;
+/** Replicas' clocks differ a little; an entry stamped further in the future than this is not trusted. */
+const MAX_CLOCK_SKEW_MS = 60_000;
 
 /**
  * Failures that say nothing about the question itself, only that the upstream cannot answer right now: an older answer
@@ -110,6 +117,12 @@ interface Started {
     results: Array<Deferred<CacheEntry>>;
 }
 
+/** What one inner call (or the shared tier) produced for a batch: entries by key, and the failure of the keys it left out. */
+interface Fetched {
+    entries: Map<string, CacheEntry>;
+    failure?: { error: unknown };
+}
+
 interface Resolved<V> {
     value: V;
     fetchedAt: number;
@@ -135,7 +148,7 @@ function clampDays(days: number): number {
 const uniqueIds = (ids: readonly number[]): number[] => [...new Set(ids)];
 
 function emptyStats(): EndpointStats {
-    return { hits: 0, misses: 0, coalesced: 0, staleServed: 0, upstreamCalls: 0 };
+    return { hits: 0, misses: 0, sharedHits: 0, coalesced: 0, staleServed: 0, upstreamCalls: 0 };
 }
 
 function newestFirst<T extends { date: string | null }>(a: T, b: T): number {
@@ -148,7 +161,9 @@ function newestFirst<T extends { date: string | null }>(a: T, b: T): number {
  *   questions pay once, and a multi-token question sends only its missing parts upstream, in one call;
  * - identical requests in flight share one call; price requests within `batchWindowMs` are merged into one call;
  * - when the upstream is down, an expired answer younger than `staleMaxAgeSeconds` is served with its age;
- * - with a `cacheDir`, entries survive restarts in one JSON file (see `persistence.ts`).
+ * - with a `cacheDir`, entries survive restarts in one JSON file (see `persistence.ts`);
+ * - with a `shared` tier (Redis in a team deployment), a local miss asks the tier before the upstream, and replicas
+ *   take a per-key fetch lock there so that N replicas asking the same thing make one upstream call.
  * The file is read synchronously here, once; writes are asynchronous, debounced, and forced by `flush()`/`close()`.
  */
 export class CachedMarketService implements MarketService {
@@ -159,6 +174,7 @@ export class CachedMarketService implements MarketService {
     private readonly staleMaxMs: number;
     private readonly batchWindowMs: number;
     private readonly store: EntryStore;
+    private readonly shared: SharedTier | null;
     private readonly counters: CounterTable;
     private readonly flights = new Map<string, Flight>();
     private readonly batches = new Map<CacheEndpoint, Batch>();
@@ -184,6 +200,7 @@ export class CachedMarketService implements MarketService {
             maxSizeChars: options.maxSizeChars ?? DEFAULT_MAX_SIZE_CHARS,
             staleMaxMs: this.staleMaxMs
         });
+        this.shared = options.shared ?? null;
         this.counters = Object.fromEntries(CACHE_ENDPOINTS.map(endpoint => [endpoint, emptyStats()])) as CounterTable;
         this.cacheDir = options.cacheDir !== null && ensureCacheDir(options.cacheDir, this.logger) ? options.cacheDir : null;
         if (this.cacheDir !== null) this.restore(this.cacheDir);
@@ -490,29 +507,21 @@ export class CachedMarketService implements MarketService {
         results: Array<Deferred<CacheEntry>>,
         fetcher: Fetcher<P, V>
     ): void {
-        this.counters[endpoint].upstreamCalls++;
-        this.logger.debug('cache miss: calling upstream', { endpoint, entries: items.length });
         const forget = (): void => {
             call.settle();
             for (const item of items) if (this.flights.get(item.key)?.call === call) this.flights.delete(item.key);
         };
-        let pending: Promise<Map<string, V>>;
-        try {
-            pending = fetcher(items.map(item => item.param), call.signal);
-        } catch (error) {
-            pending = Promise.reject(error);
-        }
+        const pending = this.shared === null ? this.fetchUpstream(endpoint, items, fetcher, call.signal) : this.fetchShared(endpoint, items, fetcher, call.signal);
         pending.then(
-            values => {
+            ({ entries, failure }) => {
                 forget();
-                const fetchedAt = this.clock.now();
-                const expiresAt = fetchedAt + this.ttlMs[ENDPOINT_TTL[endpoint]];
                 let changed = false;
                 // Stored even when every waiter has gone: the credit is spent, the answer should not be.
-                for (const [key, value] of values) changed = this.store.set(key, { value, fetchedAt, expiresAt }) || changed;
+                for (const [key, entry] of entries) changed = this.store.set(key, entry) || changed;
                 items.forEach((item, i) => {
-                    const entry: CacheEntry = { value: values.get(item.key) as V, fetchedAt, expiresAt };
-                    results[i]!.resolve(entry);
+                    const entry = entries.get(item.key);
+                    if (entry !== undefined) results[i]!.resolve(entry);
+                    else results[i]!.reject(failure?.error);
                 });
                 if (changed) this.changed();
             },
@@ -521,6 +530,118 @@ export class CachedMarketService implements MarketService {
                 for (const result of results) result.reject(error);
             }
         );
+    }
+
+    /** One inner call for `items`; every value it returns (extra keys included) becomes an entry stamped now. */
+    private async fetchUpstream<P, V>(endpoint: CacheEndpoint, items: Array<Item<P>>, fetcher: Fetcher<P, V>, signal: AbortSignal): Promise<Fetched> {
+        this.counters[endpoint].upstreamCalls++;
+        this.logger.debug('cache miss: calling upstream', { endpoint, entries: items.length });
+        const values = await fetcher(
+            items.map(item => item.param),
+            signal
+        );
+        const fetchedAt = this.clock.now();
+        const expiresAt = fetchedAt + this.ttlMs[ENDPOINT_TTL[endpoint]];
+        const entries = new Map<string, CacheEntry>();
+        for (const [key, value] of values) entries.set(key, { value, fetchedAt, expiresAt });
+        // The fetcher contract says every requested key is answered; one that is not still settles its caller.
+        for (const item of items) if (!entries.has(item.key)) entries.set(item.key, { value: undefined, fetchedAt, expiresAt });
+        return { entries };
+    }
+
+    /**
+     * The team-deployment path: entries another replica stored are used as they are; keys whose fetch lock this
+     * replica wins are fetched in one inner call and published; keys another replica is fetching are polled for
+     * until its answer is stored, its lock is released (then one of the waiters takes over) or the lock's lifetime
+     * has passed (then this replica fetches them itself, so a dead replica costs a delay, never an answer).
+     * Redis expires a lock in real time, so this wait is measured with real timers, not the injected clock.
+     */
+    private async fetchShared<P, V>(endpoint: CacheEndpoint, items: Array<Item<P>>, fetcher: Fetcher<P, V>, signal: AbortSignal): Promise<Fetched> {
+        const shared = this.shared!;
+        const entries = new Map<string, CacheEntry>();
+        const fetches: Array<Promise<Fetched>> = [];
+        const giveUpAt = Date.now() + shared.lockTtlMs;
+        let pause = SHARED_POLL_FIRST_MS;
+        let waiting = items;
+        try {
+            while (waiting.length > 0) {
+                const claims = await shared.claim(
+                    waiting.map(item => item.key),
+                    this.clock.now(),
+                    this.ttlMs[ENDPOINT_TTL[endpoint]]
+                );
+                const mine: Array<Item<P>> = [];
+                const theirs: Array<Item<P>> = [];
+                for (const item of waiting) {
+                    const claim: Claim = claims.get(item.key) ?? { fresh: false, owned: true };
+                    const entry = claim.entry === undefined ? undefined : this.adopt(item.key, claim.entry);
+                    if (entry !== undefined && this.clock.now() < entry.expiresAt) {
+                        this.counters[endpoint].sharedHits++;
+                        entries.set(item.key, entry);
+                    } else if (claim.owned || claim.fresh || Date.now() >= giveUpAt) {
+                        // Fresh but not adoptable (a value of the wrong shape): nobody is fetching it, so fetch it here.
+                        mine.push(item);
+                    } else {
+                        theirs.push(item);
+                    }
+                }
+                if (mine.length > 0) {
+                    const owned = mine.filter(item => claims.get(item.key)?.owned !== false).map(item => item.key);
+                    fetches.push(this.fetchAndPublish(endpoint, mine, owned, fetcher, signal));
+                }
+                waiting = theirs;
+                if (waiting.length > 0) {
+                    await delay(pause, undefined, { signal });
+                    pause = Math.min(SHARED_POLL_MAX_MS, pause * 2);
+                }
+            }
+        } catch (error) {
+            if (signal.aborted) throw cancelled({ cause: signal.reason });
+            throw error;
+        } finally {
+            // Settled below or, after an abort, left to finish on their own: their outcome must not go unhandled.
+            for (const fetch of fetches) fetch.catch(() => undefined);
+        }
+        let failure: Fetched['failure'];
+        for (const outcome of await Promise.allSettled(fetches)) {
+            if (outcome.status === 'fulfilled') for (const [key, entry] of outcome.value.entries) entries.set(key, entry);
+            else failure ??= { error: outcome.reason };
+        }
+        return failure === undefined ? { entries } : { entries, failure };
+    }
+
+    /** Fetches keys this replica claimed, then stores them for the others and releases its locks (both in the background). */
+    private async fetchAndPublish<P, V>(
+        endpoint: CacheEndpoint,
+        items: Array<Item<P>>,
+        owned: readonly string[],
+        fetcher: Fetcher<P, V>,
+        signal: AbortSignal
+    ): Promise<Fetched> {
+        const shared = this.shared!;
+        let fetched: Fetched;
+        try {
+            fetched = await this.fetchUpstream(endpoint, items, fetcher, signal);
+        } catch (error) {
+            void shared.release(owned);
+            throw error;
+        }
+        void shared.publish([...fetched.entries], owned, this.clock.now());
+        return fetched;
+    }
+
+    /**
+     * An entry another replica stored: checked like one read from disk (the tier is shared, so not trusted blindly),
+     * capped by this replica's TTL, and kept locally so later requests (and stale-if-error) need no round trip.
+     */
+    private adopt(key: string, entry: CacheEntry): CacheEntry | undefined {
+        const kind = kindOf(key);
+        if (kind === undefined || !kind.check(entry.value)) return undefined;
+        if (entry.fetchedAt > this.clock.now() + MAX_CLOCK_SKEW_MS) return undefined;
+        const capped: CacheEntry = { value: entry.value, fetchedAt: entry.fetchedAt, expiresAt: Math.min(entry.expiresAt, entry.fetchedAt + this.ttlMs[kind.ttl]) };
+        const local = this.store.peek(key);
+        if ((local === undefined || local.fetchedAt < capped.fetchedAt) && this.store.set(key, capped)) this.changed();
+        return capped;
     }
 
     /**

@@ -9,4 +9,6 @@ export {
     type Sourced
 } from './market-service.js';
 export { CACHE_FILE_NAME, CACHE_FILE_VERSION } from './persistence.js';
+export type { Claim, SharedTier } from './shared-tier.js';
+export type { CacheEntry } from './store.js';
 export { DEFAULT_TTL_SECONDS, resolveTtlMs } from './ttl.js';

@@ -3,6 +3,7 @@ import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } 
 import type { Clock } from '../clock.js';
 import type { TtlEndpoint } from '../config.js';
 import type { Logger } from '../logger.js';
+import type { SharedTier } from './shared-tier.js';
 
 /** An answer together with how old it is, so a tool can say "as of" and flag data served from cache after a failure. */
 export interface Sourced<T> {
@@ -46,6 +47,8 @@ export interface EndpointStats {
     hits: number;
     /** Entries that started (or joined the pending batch of) an upstream call. */
     misses: number;
+    /** Misses answered by the shared tier (another replica's fetch) instead of the upstream. */
+    sharedHits: number;
     /** Entries that joined an upstream call another request had already started. */
     coalesced: number;
     /** Entries answered from an expired value because the upstream failed. */
@@ -79,4 +82,6 @@ export interface MarketServiceOptions {
     maxSizeChars?: number;
     /** Delay between the last change and the file write; defaults to 2 s. */
     persistDebounceMs?: number;
+    /** The tier replicas share (Redis); absent on stdio, where everything stays in process. */
+    shared?: SharedTier;
 }

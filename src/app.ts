@@ -1,5 +1,5 @@
 import { TokenMetricsClient } from './api/client.js';
-import { UpstreamHttp } from './api/http.js';
+import { Semaphore, UpstreamHttp } from './api/http.js';
 import { createMarketService } from './cache/index.js';
 import type { MarketService } from './cache/market-service.js';
 import type { Clock } from './clock.js';
@@ -7,20 +7,31 @@ import type { Config } from './config.js';
 import { KeyManager } from './keys/manager.js';
 import type { Logger } from './logger.js';
 import type { Redactor } from './redact.js';
+import type { RedisHealth, SharedServices } from './redis/index.js';
 import { TokenResolver } from './resolve/resolver.js';
 import type { ServerDeps } from './server.js';
+
+/** What every runtime is built from; `shared` joins a team deployment's Redis. */
+export interface RuntimeBase {
+    clock: Clock;
+    logger: Logger;
+    redactor: Redactor;
+    shared?: SharedServices;
+}
 
 /** Everything a running server holds, built from Config; `close()` flushes the cache and frees sockets. */
 export interface Runtime {
     deps: ServerDeps;
     keys: KeyManager;
     market: MarketService;
+    /** Redis's state, or `null` when the deployment has none. */
+    redis(): RedisHealth | null;
     close(): Promise<void>;
 }
 
 /** Composition root: the only place that wires modules together. */
-export function createRuntime(config: Config, base: { clock: Clock; logger: Logger; redactor: Redactor }): Runtime {
-    const { clock, logger, redactor } = base;
+export function createRuntime(config: Config, base: RuntimeBase): Runtime {
+    const { clock, logger, redactor, shared } = base;
     const keys = new KeyManager({ envKeys: config.apiKeys, keyFile: config.apiKeyFile, redactor, logger, clock });
     const http = new UpstreamHttp(
         {
@@ -28,7 +39,8 @@ export function createRuntime(config: Config, base: { clock: Clock; logger: Logg
             attemptTimeoutMs: config.upstream.attemptTimeoutMs,
             deadlineMs: config.upstream.deadlineMs,
             concurrency: config.upstream.concurrency,
-            retry: { maxRetries: config.upstream.maxRetries }
+            retry: { maxRetries: config.upstream.maxRetries },
+            ...(shared ? { limiter: shared.limiter(new Semaphore(config.upstream.concurrency)) } : {})
         },
         keys,
         clock,
@@ -43,7 +55,8 @@ export function createRuntime(config: Config, base: { clock: Clock; logger: Logg
         staleMaxAgeSeconds: config.cache.staleMaxAgeSeconds,
         batchWindowMs: config.cache.batchWindowMs,
         maxEntries: config.cache.maxEntries,
-        cacheDir: config.cacheDir
+        cacheDir: config.cacheDir,
+        ...(shared ? { shared: shared.tier } : {})
     });
     const resolver = new TokenResolver(market);
     let closing: Promise<void> | undefined;
@@ -51,11 +64,34 @@ export function createRuntime(config: Config, base: { clock: Clock; logger: Logg
         deps: { market, resolver, clock, logger, redactor },
         keys,
         market,
+        redis: () => shared?.health() ?? null,
         close: () =>
             (closing ??= (async () => {
                 await market.close();
                 keys.close();
                 await http.close();
+                await shared?.close();
             })())
     };
+}
+
+/**
+ * `createRuntime`, joined to Redis when `CRYPTO_INTEL_REDIS_URL` is set. The Redis client is loaded only then:
+ * a stdio server without Redis neither loads nor runs any of it.
+ */
+export async function openRuntime(config: Config, base: Omit<RuntimeBase, 'shared'>): Promise<Runtime> {
+    if (config.redisUrl === null) return createRuntime(config, base);
+    const { connectRedis } = await import('./redis/index.js');
+    const shared = connectRedis({
+        url: config.redisUrl,
+        logger: base.logger,
+        redactor: base.redactor,
+        staleMaxAgeSeconds: config.cache.staleMaxAgeSeconds,
+        // One attempt's worth: a replica that dies mid-fetch delays the others by at most this, and a slower fetch
+        // (retries after 429s) costs at most one duplicate call.
+        lockTtlMs: config.upstream.attemptTimeoutMs,
+        concurrency: config.upstream.concurrency,
+        attemptTimeoutMs: config.upstream.attemptTimeoutMs
+    });
+    return createRuntime(config, { ...base, shared });
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import * as z from 'zod';
@@ -6,6 +7,20 @@ import { LOG_LEVELS, type LogLevel } from './logger.js';
 /** Endpoints whose cache lifetime can be tuned; the cache module owns the defaults. */
 export const TTL_ENDPOINTS = ['tokens', 'price', 'grades', 'signals', 'moonshots', 'ohlcv'] as const;
 export type TtlEndpoint = (typeof TTL_ENDPOINTS)[number];
+
+/** Streamable HTTP settings; read only with `--http`. */
+export interface HttpConfig {
+    port: number;
+    host: string;
+    /** Bearer tokens accepted on `/mcp`; empty means no authentication, which is allowed on a loopback host only. */
+    tokens: string[];
+    /** Host names accepted in the Host and Origin headers besides the loopback names and `host`. */
+    allowedHosts: string[];
+    /** `CRYPTO_INTEL_HTTP_ALLOWED_HOSTS=*`: any Host and Origin (for a proxy that rewrites them; tokens still apply). */
+    allowAnyHost: boolean;
+    /** Requests per minute per token (per client address without tokens); 0 turns the limit off. */
+    ratePerMin: number;
+}
 
 export interface Config {
     /** Keys from TOKEN_METRICS_API_KEY then TOKEN_METRICS_API_KEYS, in order, trimmed, de-duplicated. */
@@ -30,6 +45,10 @@ export interface Config {
         batchWindowMs: number;
         maxEntries: number;
     };
+    transport: 'stdio' | 'http';
+    http: HttpConfig;
+    /** The shared cache tier and upstream budget of a team deployment; `null` keeps everything in process. */
+    redisUrl: string | null;
 }
 
 export type CliCommand = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
@@ -40,6 +59,12 @@ export class ConfigError extends Error {
 }
 
 const DEFAULT_BASE_URL = 'https://api.tokenmetrics.com/v2';
+const DEFAULT_HTTP_PORT = 3333;
+const DEFAULT_HTTP_HOST = '127.0.0.1';
+/** Shorter tokens are guessable by brute force over the network. */
+const MIN_TOKEN_LENGTH = 16;
+/** A tokens file bigger than this is a wrong path, not a list of tokens. */
+const MAX_TOKENS_FILE_BYTES = 64 * 1024;
 
 const intIn = (name: string, min: number, max: number) =>
     z.coerce
@@ -109,26 +134,127 @@ function parseLogLevel(raw: string | undefined): LogLevel {
 interface Flags {
     help: boolean;
     version: boolean;
+    http: boolean;
+    port?: string;
+    host?: string;
 }
 
+/** `--port 3333` and `--port=3333` both work; a flag that takes no value refuses one. */
 function parseFlags(argv: readonly string[]): Flags {
-    const flags: Flags = { help: false, version: false };
-    for (const arg of argv) {
-        const name = arg.split('=', 1)[0]!;
+    const flags: Flags = { help: false, version: false, http: false };
+    for (let i = 0; i < argv.length; i++) {
+        const arg = argv[i]!;
+        const equals = arg.indexOf('=');
+        const name = equals < 0 ? arg : arg.slice(0, equals);
+        const inline = equals < 0 ? undefined : arg.slice(equals + 1);
+        const value = (): string => {
+            const given = inline ?? argv[++i];
+            if (given === undefined || given === '' || given.startsWith('--')) throw new ConfigError(`option ${name} needs a value (see --help)`);
+            return given;
+        };
+        const flag = (): true => {
+            if (inline !== undefined) throw new ConfigError(`option ${name} takes no value`);
+            return true;
+        };
         switch (name) {
             case '-h':
             case '--help':
-                flags.help = true;
+                flags.help = flag();
                 break;
             case '-v':
             case '--version':
-                flags.version = true;
+                flags.version = flag();
+                break;
+            case '--http':
+                flags.http = flag();
+                break;
+            case '--port':
+                flags.port = value();
+                break;
+            case '--host':
+                flags.host = value();
                 break;
             default:
                 throw new ConfigError(`unknown option "${name}" (see --help)`);
         }
     }
+    if (!flags.http && (flags.port !== undefined || flags.host !== undefined)) {
+        throw new ConfigError('--port and --host apply to the HTTP transport: add --http');
+    }
     return flags;
+}
+
+/** Loopback names and addresses: a server bound there is reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+    const name = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+    return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
+function parseTokens(env: NodeJS.ProcessEnv): string[] {
+    const tokens = splitList(env.CRYPTO_INTEL_HTTP_TOKENS);
+    const file = nonEmpty(env.CRYPTO_INTEL_HTTP_TOKENS_FILE);
+    if (file !== undefined) {
+        let text: string;
+        try {
+            const buffer = readFileSync(file);
+            if (buffer.length > MAX_TOKENS_FILE_BYTES) throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE is over ${MAX_TOKENS_FILE_BYTES} bytes: is "${file}" the right file?`);
+            text = buffer.toString('utf8');
+        } catch (error) {
+            if (error instanceof ConfigError) throw error;
+            throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE cannot be read: "${file}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+        }
+        for (const line of text.split(/\r?\n/)) {
+            const token = line.trim();
+            if (token !== '' && !token.startsWith('#')) tokens.push(token);
+        }
+    }
+    for (const [index, token] of tokens.entries()) {
+        // The message names the position, never the token: this line goes to a log.
+        if (token.length < MIN_TOKEN_LENGTH) {
+            throw new ConfigError(`HTTP token #${index + 1} is shorter than ${MIN_TOKEN_LENGTH} characters; make one with: openssl rand -hex 32`);
+        }
+        if (/\s/.test(token)) throw new ConfigError(`HTTP token #${index + 1} contains whitespace`);
+    }
+    return [...new Set(tokens)];
+}
+
+function parseHttp(env: NodeJS.ProcessEnv, flags: Flags): HttpConfig {
+    const portSource = flags.port !== undefined ? '--port' : 'CRYPTO_INTEL_HTTP_PORT';
+    const port = parse(intIn(portSource, 0, 65_535), flags.port ?? nonEmpty(env.CRYPTO_INTEL_HTTP_PORT) ?? DEFAULT_HTTP_PORT);
+    const host = flags.host ?? nonEmpty(env.CRYPTO_INTEL_HTTP_HOST) ?? DEFAULT_HTTP_HOST;
+    const hostSource = flags.host !== undefined ? '--host' : 'CRYPTO_INTEL_HTTP_HOST';
+    if (!/^[A-Za-z0-9.:[\]_-]+$/.test(host)) throw new ConfigError(`${hostSource} is not a host name or address: "${host}"`);
+    const tokens = parseTokens(env);
+    if (!isLoopbackHost(host) && tokens.length === 0) {
+        throw new ConfigError(
+            `refusing to serve on non-loopback host ${host} without access tokens: set CRYPTO_INTEL_HTTP_TOKENS or CRYPTO_INTEL_HTTP_TOKENS_FILE, or bind to 127.0.0.1`
+        );
+    }
+    const allowed = splitList(env.CRYPTO_INTEL_HTTP_ALLOWED_HOSTS).map(name => name.toLowerCase());
+    return {
+        port,
+        host,
+        tokens,
+        allowedHosts: allowed.filter(name => name !== '*'),
+        allowAnyHost: allowed.includes('*'),
+        ratePerMin: parse(intIn('CRYPTO_INTEL_HTTP_RATE_PER_MIN', 0, 1_000_000), nonEmpty(env.CRYPTO_INTEL_HTTP_RATE_PER_MIN) ?? 600)
+    };
+}
+
+function parseRedisUrl(raw: string | undefined): string | null {
+    const value = nonEmpty(raw);
+    if (value === undefined) return null;
+    let url: URL;
+    try {
+        url = new URL(value);
+    } catch {
+        // Not echoed: a malformed URL may still hold a password.
+        throw new ConfigError('CRYPTO_INTEL_REDIS_URL is not a URL (expected e.g. redis://127.0.0.1:6379 or rediss://user:password@host:6380/0)');
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+        throw new ConfigError(`CRYPTO_INTEL_REDIS_URL must start with redis:// or rediss://, got "${url.protocol}"`);
+    }
+    return value;
 }
 
 /**
@@ -160,6 +286,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
             batchWindowMs: parse(intIn('CRYPTO_INTEL_BATCH_WINDOW_MS', 0, 1000), env.CRYPTO_INTEL_BATCH_WINDOW_MS ?? 5),
             maxEntries: parse(intIn('CRYPTO_INTEL_CACHE_MAX_ENTRIES', 100, 1_000_000), env.CRYPTO_INTEL_CACHE_MAX_ENTRIES ?? 10_000)
         },
+        transport: flags.http ? 'http' : 'stdio',
+        // Only checked in HTTP mode: a stdio server must not fail over a variable it never uses.
+        http: flags.http
+            ? parseHttp(env, flags)
+            : { port: DEFAULT_HTTP_PORT, host: DEFAULT_HTTP_HOST, tokens: [], allowedHosts: [], allowAnyHost: false, ratePerMin: 600 },
+        redisUrl: parseRedisUrl(env.CRYPTO_INTEL_REDIS_URL)
     };
     if (config.upstream.attemptTimeoutMs > config.upstream.deadlineMs) {
         throw new ConfigError('CRYPTO_INTEL_TIMEOUT_MS must not exceed CRYPTO_INTEL_DEADLINE_MS');

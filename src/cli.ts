@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { writeSync } from 'node:fs';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { createRuntime } from './app.js';
+import { openRuntime, type Runtime } from './app.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { StderrLogger } from './logger.js';
+import { StderrLogger, type Logger } from './logger.js';
 import { Redactor } from './redact.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
@@ -12,7 +12,18 @@ import { VERSION } from './version.js';
 const HELP = `crypto-intel-mcp ${VERSION}: an MCP server for crypto market intelligence (Token Metrics Data API)
 
 Usage: crypto-intel-mcp [--help] [--version]
-Speaks MCP over stdio; start it from an MCP client such as Claude Desktop or Cursor.
+       crypto-intel-mcp --http [--port N] [--host ADDRESS]
+Without --http it speaks MCP over stdio: start it from an MCP client such as Claude Desktop or Cursor.
+With --http it serves the MCP Streamable HTTP transport on /mcp (stateless), plus GET /healthz and GET /readyz,
+for a team: several replicas can share one Redis (CRYPTO_INTEL_REDIS_URL).
+
+Options:
+  --http                         serve over HTTP instead of stdio
+  --port N                       HTTP port (default CRYPTO_INTEL_HTTP_PORT or 3333; 0 picks a free one, logged on stderr)
+  --host ADDRESS                 HTTP bind address (default CRYPTO_INTEL_HTTP_HOST or 127.0.0.1); any other
+                                 than a loopback address needs access tokens
+  -h, --help                     this text
+  -v, --version                  the version
 
 Environment:
   TOKEN_METRICS_API_KEY          one API key
@@ -28,7 +39,17 @@ Environment:
   CRYPTO_INTEL_TIMEOUT_MS        one upstream attempt's timeout (default 10000)
   CRYPTO_INTEL_DEADLINE_MS       one call's deadline, retries included (default 25000)
   CRYPTO_INTEL_MAX_RETRIES       retries for 429/5xx/network errors (default 3)
-  CRYPTO_INTEL_UPSTREAM_CONCURRENCY  upstream requests in flight at once (default 4)
+  CRYPTO_INTEL_UPSTREAM_CONCURRENCY  upstream requests in flight at once (default 4; with Redis, across all replicas)
+  CRYPTO_INTEL_REDIS_URL         redis://[user:password@]host:port[/db]: cache tier, fetch locks and upstream
+                                 budget shared by replicas (default: none, everything stays in process)
+HTTP only (--http):
+  CRYPTO_INTEL_HTTP_PORT         port (default 3333)
+  CRYPTO_INTEL_HTTP_HOST         bind address (default 127.0.0.1)
+  CRYPTO_INTEL_HTTP_TOKENS       bearer tokens accepted on /mcp, comma-separated (16+ characters each)
+  CRYPTO_INTEL_HTTP_TOKENS_FILE  file with one token per line (# comments allowed), read at start-up
+  CRYPTO_INTEL_HTTP_ALLOWED_HOSTS  more host names accepted in Host/Origin headers, e.g. your proxy's public
+                                 name; * accepts any (default: loopback names and the bind address)
+  CRYPTO_INTEL_HTTP_RATE_PER_MIN requests per minute per token, per replica; 0 = no limit (default 600)
 `;
 
 /** --help and --version are not stdio mode: they print for a person and exit, so stdout is theirs. */
@@ -36,10 +57,19 @@ function printForPerson(text: string): void {
     writeSync(1, text);
 }
 
+/** How long a SIGTERM waits for requests in flight before closing them. */
+const HTTP_SHUTDOWN_GRACE_MS = 10_000;
+
+function logKeys(runtime: Runtime, logger: Logger): void {
+    if (runtime.keys.describe().configured === 0) {
+        logger.warn('no Token Metrics API key configured: tools will explain how to set TOKEN_METRICS_API_KEY');
+    }
+}
+
 async function serveStdio(config: Config): Promise<void> {
     const redactor = new Redactor();
     const logger = new StderrLogger(config.logLevel, redactor);
-    const runtime = createRuntime(config, { clock: systemClock, logger, redactor });
+    const runtime = await openRuntime(config, { clock: systemClock, logger, redactor });
     const server = createServer(runtime.deps);
     logger.addSink((level, msg, fields) => {
         if ((level === 'warn' || level === 'error') && server.isConnected()) {
@@ -73,16 +103,59 @@ async function serveStdio(config: Config): Promise<void> {
     const transport = new StdioServerTransport();
     transport.onclose = () => void shutdown('transport closed');
     await server.connect(transport);
-    const keys = runtime.keys.describe();
     logger.info('crypto-intel-mcp ready on stdio', {
         version: VERSION,
-        keys: keys.fingerprints.join(', ') || null,
+        keys: runtime.keys.describe().fingerprints.join(', ') || null,
         upstream: new URL(config.baseUrl).host,
-        cache: config.cacheDir ?? 'off'
+        cache: config.cacheDir ?? 'off',
+        redis: runtime.redis()?.endpoint ?? 'off'
     });
-    if (keys.configured === 0) {
-        logger.warn('no Token Metrics API key configured: tools will explain how to set TOKEN_METRICS_API_KEY');
-    }
+    logKeys(runtime, logger);
+}
+
+async function serveHttp(config: Config): Promise<void> {
+    const redactor = new Redactor();
+    // Tokens are secrets like keys: if one ever reaches a log line, it leaves as a fingerprint.
+    for (const token of config.http.tokens) redactor.register(token);
+    const logger = new StderrLogger(config.logLevel, redactor);
+    const runtime = await openRuntime(config, { clock: systemClock, logger, redactor });
+    const { startHttpServer, MCP_PATH } = await import('./http/serve.js');
+    const server = await startHttpServer({ http: config.http, baseUrl: config.baseUrl, runtime, clock: systemClock, logger });
+
+    let stopping = false;
+    const shutdown = async (reason: string, code = 0) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info('shutting down: finishing requests in flight', { reason });
+        try {
+            await server.close(HTTP_SHUTDOWN_GRACE_MS);
+            await runtime.close();
+        } finally {
+            process.exit(code);
+        }
+    };
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.on('unhandledRejection', reason => {
+        logger.error('unhandled rejection', { error: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
+    });
+    process.on('uncaughtException', error => {
+        logger.error('uncaught exception', { error: error.stack ?? error.message });
+        void shutdown('uncaught exception', 1);
+    });
+
+    const host = config.http.host.includes(':') && !config.http.host.startsWith('[') ? `[${config.http.host}]` : config.http.host;
+    logger.info('crypto-intel-mcp listening on HTTP', {
+        version: VERSION,
+        url: `http://${host}:${server.port}${MCP_PATH}`,
+        port: server.port,
+        auth: config.http.tokens.length > 0 ? `bearer (${config.http.tokens.length} token(s))` : 'none (loopback only)',
+        keys: runtime.keys.describe().fingerprints.join(', ') || null,
+        upstream: new URL(config.baseUrl).host,
+        cache: config.cacheDir ?? 'off',
+        redis: runtime.redis()?.endpoint ?? 'off'
+    });
+    logKeys(runtime, logger);
 }
 
 async function main(): Promise<void> {
@@ -98,7 +171,8 @@ async function main(): Promise<void> {
     }
     if (command.kind === 'help') return printForPerson(HELP);
     if (command.kind === 'version') return printForPerson(`${VERSION}\n`);
-    await serveStdio(command.config);
+    if (command.config.transport === 'http') await serveHttp(command.config);
+    else await serveStdio(command.config);
 }
 
 main().catch(error => {

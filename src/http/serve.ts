@@ -131,6 +131,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     // Slow-loris bounds: a request must arrive whole within these.
     server.headersTimeout = 10_000;
     server.requestTimeout = 60_000;
+    // Longer than a proxy's or load balancer's idle timeout (60 s for most): the proxy, not this server, closes an
+    // idle pooled connection, so it never sends a request down a socket this side is closing (a spurious 502).
+    server.keepAliveTimeout = 65_000;
 
     const host = http.host.replace(/^\[(.*)\]$/, '$1');
     await new Promise<void>((resolve, reject) => {

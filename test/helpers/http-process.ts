@@ -39,8 +39,10 @@ export class HttpServerProcess {
             const line = server.stderr.split('\n').find(text => text.includes(LISTENING));
             if (line !== undefined) server.port = (JSON.parse(line) as { port: number }).port;
             else if (server.exitCode !== null) throw new Error(`server exited with ${server.exitCode} before listening: ${server.stderr}`);
-            else if (Date.now() > giveUp) throw new Error(`server did not listen within 15 s: ${server.stderr}`);
-            else await new Promise(resolve => setTimeout(resolve, 10));
+            else if (Date.now() > giveUp) {
+                child.kill('SIGKILL');
+                throw new Error(`server did not listen within 15 s: ${server.stderr}`);
+            } else await new Promise(resolve => setTimeout(resolve, 10));
         }
         return server;
     }

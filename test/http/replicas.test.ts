@@ -12,6 +12,7 @@ let fake: FakeUpstream;
 let redis: RedisServer;
 let a: HttpServerProcess;
 let b: HttpServerProcess;
+const spawned: HttpServerProcess[] = [];
 
 /** One `tools/call` over plain HTTP, as any Streamable HTTP client sends it. */
 async function call(server: HttpServerProcess, name: string, args: Record<string, unknown>): Promise<CallToolResult> {
@@ -41,12 +42,17 @@ describe.runIf(enabled)('two replicas sharing one Redis', () => {
         fake = await FakeUpstream.start();
         redis = await RedisServer.start();
         const env = { TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_REDIS_URL: redis.url, CRYPTO_INTEL_HTTP_TOKENS: TOKEN };
-        [a, b] = await Promise.all([HttpServerProcess.start(env), HttpServerProcess.start(env)]);
+        const start = async (): Promise<HttpServerProcess> => {
+            const server = await HttpServerProcess.start(env);
+            spawned.push(server);
+            return server;
+        };
+        [a, b] = await Promise.all([start(), start()]);
         await Promise.all([redisState(a, 'ok'), redisState(b, 'ok')]);
     });
 
     afterAll(async () => {
-        await Promise.all([a?.stop(), b?.stop()]);
+        await Promise.all(spawned.map(server => server.stop()));
         await redis?.stop();
         await fake?.close();
     });

@@ -63,7 +63,13 @@ async function callOnce(url: URL, id: number): Promise<boolean> {
 }
 
 /** `clients` loops sharing one request budget; client i talks to replica i mod n, as a load balancer would spread them. */
-async function measure(servers: HttpServerProcess[], fake: FakeUpstream, clients: number, requests: number, timeCapMs: number): Promise<HttpBenchRow> {
+async function measure(
+    servers: HttpServerProcess[],
+    fake: FakeUpstream,
+    clients: number,
+    requests: number,
+    timeCapMs: number
+): Promise<HttpBenchRow> {
     const latencies: number[] = [];
     let errors = 0;
     let issued = 0;
@@ -98,7 +104,11 @@ async function measure(servers: HttpServerProcess[], fake: FakeUpstream, clients
 }
 
 /** Every configuration on one set of replicas, after a warm-up that fills the caches and lets V8 compile. */
-async function runOn(servers: HttpServerProcess[], fake: FakeUpstream, options: Required<Omit<HttpBenchOptions, 'fake'>>): Promise<HttpBenchRow[]> {
+async function runOn(
+    servers: HttpServerProcess[],
+    fake: FakeUpstream,
+    options: Required<Omit<HttpBenchOptions, 'fake'>>
+): Promise<HttpBenchRow[]> {
     for (const server of servers) {
         if (!(await callOnce(server.mcpUrl, 0))) throw new Error(`warm-up call failed on port ${server.port}: ${server.stderr}`);
     }
@@ -106,7 +116,9 @@ async function runOn(servers: HttpServerProcess[], fake: FakeUpstream, options: 
     const rows: HttpBenchRow[] = [];
     for (const clients of options.clients) {
         const row = await measure(servers, fake, clients, options.requests, options.timeCapMs);
-        options.log(`http bench: ${row.replicas} replica(s), ${clients} client(s): ${row.requestsPerSecond} req/s, p50 ${row.p50Ms} ms, p95 ${row.p95Ms} ms`);
+        options.log(
+            `http bench: ${row.replicas} replica(s), ${clients} client(s): ${row.requestsPerSecond} req/s, p50 ${row.p50Ms} ms, p95 ${row.p95Ms} ms`
+        );
         rows.push(row);
     }
     return rows;
@@ -166,10 +178,23 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
 export function formatHttpBench(result: HttpBenchResult): string {
     const header = ['replicas', 'clients', 'requests', 'errors', 'req/s', 'p50 ms', 'p95 ms', 'upstream calls'];
     const lines = result.rows.map(row =>
-        [row.replicas === 2 ? '2 + Redis' : '1', row.clients, `${row.requests}${row.capped ? ' (time cap)' : ''}`, row.errors, row.requestsPerSecond, row.p50Ms, row.p95Ms, row.upstreamCalls].map(String)
+        [
+            row.replicas === 2 ? '2 + Redis' : '1',
+            row.clients,
+            `${row.requests}${row.capped ? ' (time cap)' : ''}`,
+            row.errors,
+            row.requestsPerSecond,
+            row.p50Ms,
+            row.p95Ms,
+            row.upstreamCalls
+        ].map(String)
     );
     const widths = header.map((title, i) => Math.max(title.length, ...lines.map(line => line[i]!.length)));
-    const format = (cells: string[]): string => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+    const format = (cells: string[]): string =>
+        cells
+            .map((cell, i) => cell.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd();
     const argsText = Object.entries(result.args)
         .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
         .join(', ');

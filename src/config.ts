@@ -149,7 +149,9 @@ function parseFlags(argv: readonly string[]): Flags {
         const inline = equals < 0 ? undefined : arg.slice(equals + 1);
         const value = (): string => {
             const given = inline ?? argv[++i];
-            if (given === undefined || given === '' || given.startsWith('--')) throw new ConfigError(`option ${name} needs a value (see --help)`);
+            if (given === undefined || given === '' || given.startsWith('--')) {
+                throw new ConfigError(`option ${name} needs a value (see --help)`);
+            }
             return given;
         };
         const flag = (): true => {
@@ -197,11 +199,14 @@ function parseTokens(env: NodeJS.ProcessEnv): string[] {
         let text: string;
         try {
             const buffer = readFileSync(file);
-            if (buffer.length > MAX_TOKENS_FILE_BYTES) throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE is over ${MAX_TOKENS_FILE_BYTES} bytes: is "${file}" the right file?`);
+            if (buffer.length > MAX_TOKENS_FILE_BYTES) {
+                throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE is over ${MAX_TOKENS_FILE_BYTES} bytes: is "${file}" the right file?`);
+            }
             text = buffer.toString('utf8');
         } catch (error) {
             if (error instanceof ConfigError) throw error;
-            throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE cannot be read: "${file}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+            const code = (error as NodeJS.ErrnoException).code ?? 'error';
+            throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE cannot be read: "${file}" (${code})`);
         }
         for (const line of text.split(/\r?\n/)) {
             const token = line.trim();
@@ -211,7 +216,9 @@ function parseTokens(env: NodeJS.ProcessEnv): string[] {
     for (const [index, token] of tokens.entries()) {
         // The message names the position, never the token: this line goes to a log.
         if (token.length < MIN_TOKEN_LENGTH) {
-            throw new ConfigError(`HTTP token #${index + 1} is shorter than ${MIN_TOKEN_LENGTH} characters; make one with: openssl rand -hex 32`);
+            throw new ConfigError(
+                `HTTP token #${index + 1} is shorter than ${MIN_TOKEN_LENGTH} characters; make one with: openssl rand -hex 32`
+            );
         }
         if (/\s/.test(token)) throw new ConfigError(`HTTP token #${index + 1} contains whitespace`);
     }
@@ -227,7 +234,8 @@ function parseHttp(env: NodeJS.ProcessEnv, flags: Flags): HttpConfig {
     const tokens = parseTokens(env);
     if (!isLoopbackHost(host) && tokens.length === 0) {
         throw new ConfigError(
-            `refusing to serve on non-loopback host ${host} without access tokens: set CRYPTO_INTEL_HTTP_TOKENS or CRYPTO_INTEL_HTTP_TOKENS_FILE, or bind to 127.0.0.1`
+            `refusing to serve on non-loopback host ${host} without access tokens: ` +
+                'set CRYPTO_INTEL_HTTP_TOKENS or CRYPTO_INTEL_HTTP_TOKENS_FILE, or bind to 127.0.0.1'
         );
     }
     const allowed = splitList(env.CRYPTO_INTEL_HTTP_ALLOWED_HOSTS).map(name => name.toLowerCase());
@@ -249,7 +257,9 @@ function parseRedisUrl(raw: string | undefined): string | null {
         url = new URL(value);
     } catch {
         // Not echoed: a malformed URL may still hold a password.
-        throw new ConfigError('CRYPTO_INTEL_REDIS_URL is not a URL (expected e.g. redis://127.0.0.1:6379 or rediss://user:password@host:6380/0)');
+        throw new ConfigError(
+            'CRYPTO_INTEL_REDIS_URL is not a URL (expected e.g. redis://127.0.0.1:6379 or rediss://user:password@host:6380/0)'
+        );
     }
     if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
         throw new ConfigError(`CRYPTO_INTEL_REDIS_URL must start with redis:// or rediss://, got "${url.protocol}"`);

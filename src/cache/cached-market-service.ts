@@ -511,7 +511,10 @@ export class CachedMarketService implements MarketService {
             call.settle();
             for (const item of items) if (this.flights.get(item.key)?.call === call) this.flights.delete(item.key);
         };
-        const pending = this.shared === null ? this.fetchUpstream(endpoint, items, fetcher, call.signal) : this.fetchShared(endpoint, items, fetcher, call.signal);
+        const pending =
+            this.shared === null
+                ? this.fetchUpstream(endpoint, items, fetcher, call.signal)
+                : this.fetchShared(endpoint, items, fetcher, call.signal);
         pending.then(
             ({ entries, failure }) => {
                 forget();
@@ -533,13 +536,15 @@ export class CachedMarketService implements MarketService {
     }
 
     /** One inner call for `items`; every value it returns (extra keys included) becomes an entry stamped now. */
-    private async fetchUpstream<P, V>(endpoint: CacheEndpoint, items: Array<Item<P>>, fetcher: Fetcher<P, V>, signal: AbortSignal): Promise<Fetched> {
+    private async fetchUpstream<P, V>(
+        endpoint: CacheEndpoint,
+        items: Array<Item<P>>,
+        fetcher: Fetcher<P, V>,
+        signal: AbortSignal
+    ): Promise<Fetched> {
         this.counters[endpoint].upstreamCalls++;
         this.logger.debug('cache miss: calling upstream', { endpoint, entries: items.length });
-        const values = await fetcher(
-            items.map(item => item.param),
-            signal
-        );
+        const values = await fetcher(items.map(item => item.param), signal);
         const fetchedAt = this.clock.now();
         const expiresAt = fetchedAt + this.ttlMs[ENDPOINT_TTL[endpoint]];
         const entries = new Map<string, CacheEntry>();
@@ -556,7 +561,12 @@ export class CachedMarketService implements MarketService {
      * has passed (then this replica fetches them itself, so a dead replica costs a delay, never an answer).
      * Redis expires a lock in real time, so this wait is measured with real timers, not the injected clock.
      */
-    private async fetchShared<P, V>(endpoint: CacheEndpoint, items: Array<Item<P>>, fetcher: Fetcher<P, V>, signal: AbortSignal): Promise<Fetched> {
+    private async fetchShared<P, V>(
+        endpoint: CacheEndpoint,
+        items: Array<Item<P>>,
+        fetcher: Fetcher<P, V>,
+        signal: AbortSignal
+    ): Promise<Fetched> {
         const shared = this.shared!;
         const entries = new Map<string, CacheEntry>();
         const fetches: Array<Promise<Fetched>> = [];
@@ -565,11 +575,8 @@ export class CachedMarketService implements MarketService {
         let waiting = items;
         try {
             while (waiting.length > 0) {
-                const claims = await shared.claim(
-                    waiting.map(item => item.key),
-                    this.clock.now(),
-                    this.ttlMs[ENDPOINT_TTL[endpoint]]
-                );
+                const keys = waiting.map(item => item.key);
+                const claims = await shared.claim(keys, this.clock.now(), this.ttlMs[ENDPOINT_TTL[endpoint]]);
                 const mine: Array<Item<P>> = [];
                 const theirs: Array<Item<P>> = [];
                 for (const item of waiting) {
@@ -638,7 +645,11 @@ export class CachedMarketService implements MarketService {
         const kind = kindOf(key);
         if (kind === undefined || !kind.check(entry.value)) return undefined;
         if (entry.fetchedAt > this.clock.now() + MAX_CLOCK_SKEW_MS) return undefined;
-        const capped: CacheEntry = { value: entry.value, fetchedAt: entry.fetchedAt, expiresAt: Math.min(entry.expiresAt, entry.fetchedAt + this.ttlMs[kind.ttl]) };
+        const capped: CacheEntry = {
+            value: entry.value,
+            fetchedAt: entry.fetchedAt,
+            expiresAt: Math.min(entry.expiresAt, entry.fetchedAt + this.ttlMs[kind.ttl])
+        };
         const local = this.store.peek(key);
         if ((local === undefined || local.fetchedAt < capped.fetchedAt) && this.store.set(key, capped)) this.changed();
         return capped;

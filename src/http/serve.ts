@@ -70,14 +70,21 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         }
         const caller = tokens.required ? tokens.match(bearerToken(req.headers.authorization)) : -1;
         if (tokens.required && caller < 0) {
-            logger.debug('HTTP request refused', { status: 401, reason: req.headers.authorization === undefined ? 'no token' : 'wrong token' });
+            logger.debug('HTTP request refused', {
+                status: 401,
+                reason: req.headers.authorization === undefined ? 'no token' : 'wrong token'
+            });
             return refuse(res, 401, 'Unauthorized: send Authorization: Bearer <token> with one of the tokens in CRYPTO_INTEL_HTTP_TOKENS', {
                 'www-authenticate': 'Bearer realm="crypto-intel-mcp"'
             });
         }
         const rate = limiter.take(caller >= 0 ? `token#${caller + 1}` : `address:${req.socket.remoteAddress ?? 'unknown'}`);
         if (!rate.ok) {
-            logger.debug('HTTP request refused', { status: 429, caller: caller >= 0 ? `token#${caller + 1}` : 'address', retryAfterS: rate.retryAfterS });
+            logger.debug('HTTP request refused', {
+                status: 429,
+                caller: caller >= 0 ? `token#${caller + 1}` : 'address',
+                retryAfterS: rate.retryAfterS
+            });
             return refuse(res, 429, `Too many requests: try again in ${rate.retryAfterS} s`, { 'retry-after': String(rate.retryAfterS) });
         }
         if (req.method !== 'POST') {

@@ -71,7 +71,10 @@ export class SharedBudget implements ConcurrencyLimiter {
         const id = `${this.owner}:${++this.sequence}`;
         let pause = POLL_FIRST_MS;
         for (;;) {
-            const granted = await this.link.run(client => ACQUIRE.run(client, [BUDGET_KEY], [this.options.limit, this.options.leaseMs, id]), null);
+            const granted = await this.link.run(
+                client => ACQUIRE.run(client, [BUDGET_KEY], [this.options.limit, this.options.leaseMs, id]),
+                null
+            );
             if (granted === null) return null;
             if (granted === 1) return id;
             // Jittered, so replicas polling for the same freed slot do not all ask at the same instant.

@@ -126,6 +126,9 @@ export class RedisLink {
     private failed(code: string): void {
         if (this.closing || this.outageSince !== null) return;
         this.outageSince = Date.now();
-        this.logger.warn('Redis unavailable: answering from the local cache and the upstream until it is back', { redis: this.endpoint, error: code });
+        this.logger.warn('Redis unavailable: answering from the local cache and the upstream until it is back', {
+            redis: this.endpoint,
+            error: code
+        });
     }
 }

@@ -70,7 +70,10 @@ export class HttpServerProcess {
 
     /** An SDK Client connected over Streamable HTTP, with the bearer token when one is given. */
     async client(token?: string): Promise<Client> {
-        const transport = new StreamableHTTPClientTransport(this.mcpUrl, token === undefined ? {} : { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+        const transport = new StreamableHTTPClientTransport(
+            this.mcpUrl,
+            token === undefined ? {} : { requestInit: { headers: { Authorization: `Bearer ${token}` } } }
+        );
         const client = new Client({ name: 'crypto-intel-mcp-http-tests', version: '1.0.0' });
         await client.connect(transport);
         return client;

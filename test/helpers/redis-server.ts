@@ -10,7 +10,8 @@ export const HAS_REDIS = spawnSync('redis-server', ['--version'], { stdio: 'igno
  */
 export function redisTestsEnabled(): boolean {
     if (HAS_REDIS) return true;
-    if (process.env.CI === 'true') throw new Error('redis-server is not installed: .ci/run installs it with apt-get install -y redis-server');
+    if (process.env.CI === 'true')
+        throw new Error('redis-server is not installed: .ci/run installs it with apt-get install -y redis-server');
     process.stderr.write('redis-server not found: skipping the Redis tests (apt-get install redis-server to run them)\n');
     return false;
 }
@@ -65,7 +66,9 @@ export class RedisServer {
 
     async start(): Promise<void> {
         if (this.child !== null) return;
-        const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+        const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+            stdio: 'ignore'
+        });
         this.child = child;
         this.exited = false;
         child.once('exit', () => (this.exited = true));

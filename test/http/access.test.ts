@@ -29,10 +29,13 @@ const post = (target: HttpServerProcess, headers: Record<string, string>, body =
 /** node:http rather than fetch, which does not let a caller choose the Host header. */
 function postWithHost(target: HttpServerProcess, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: target.port, path: '/mcp', method: 'POST', headers: { ...mcpHeaders(TOKEN), host } }, res => {
-            res.resume();
-            resolve(res.statusCode ?? 0);
-        });
+        const req = request(
+            { host: '127.0.0.1', port: target.port, path: '/mcp', method: 'POST', headers: { ...mcpHeaders(TOKEN), host } },
+            res => {
+                res.resume();
+                resolve(res.statusCode ?? 0);
+            }
+        );
         req.on('error', reject);
         req.end(toolCallBody('list_moonshots', {}));
     });
@@ -58,7 +61,9 @@ describe('access control on /mcp', () => {
         expect(await missing.text()).toMatch(/Authorization: Bearer/);
 
         expect((await post(server, mcpHeaders('wrong-token-0123456789abcdef'))).status).toBe(401);
-        expect((await post(server, { ...mcpHeaders(), authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` })).status).toBe(401);
+        expect(
+            (await post(server, { ...mcpHeaders(), authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` })).status
+        ).toBe(401);
         expect((await post(server, mcpHeaders(TOKEN, { origin: 'https://evil.example' }))).status).toBe(403);
         expect((await post(server, mcpHeaders(TOKEN, { origin: 'null' }))).status).toBe(403);
         expect(await postWithHost(server, 'evil.example')).toBe(403);
@@ -116,7 +121,12 @@ describe('access control on /mcp', () => {
     });
 
     it('refuses a body over 1 MB with 413 and a body that is not JSON with 400', async () => {
-        const huge = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_price', arguments: { symbols: ['x'.repeat(1_100_000)] } } });
+        const huge = JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'tools/call',
+            params: { name: 'get_price', arguments: { symbols: ['x'.repeat(1_100_000)] } }
+        });
         const tooLarge = await post(server, mcpHeaders(TOKEN), huge);
         expect(tooLarge.status).toBe(413);
         expect((await post(server, mcpHeaders(TOKEN), '{"jsonrpc":')).status).toBe(400);
@@ -144,7 +154,10 @@ describe('health, readiness and start-up', () => {
         const ready = await fetch(`${server.origin}/readyz`);
         expect(ready.status).toBe(200);
         const text = await ready.text();
-        expect(JSON.parse(text)).toMatchObject({ status: 'ok', checks: { upstream: 'reachable', keys: { configured: 1, usable: 1 }, redis: 'not configured' } });
+        expect(JSON.parse(text)).toMatchObject({
+            status: 'ok',
+            checks: { upstream: 'reachable', keys: { configured: 1, usable: 1 }, redis: 'not configured' }
+        });
         for (const secret of [KEY, KEY.slice(-4), TOKEN]) expect(text).not.toContain(secret);
     });
 
@@ -157,17 +170,28 @@ describe('health, readiness and start-up', () => {
         expect(ready.status).toBe(503);
         expect(await ready.json()).toMatchObject({ status: 'unavailable', checks: { upstream: 'unreachable', redis: 'unavailable' } });
         const degraded = await start({ CRYPTO_INTEL_REDIS_URL: 'redis://127.0.0.1:1' });
-        expect(await (await fetch(`${degraded.origin}/readyz`)).json()).toMatchObject({ status: 'degraded', checks: { redis: 'unavailable' } });
+        expect(await (await fetch(`${degraded.origin}/readyz`)).json()).toMatchObject({
+            status: 'degraded',
+            checks: { redis: 'unavailable' }
+        });
         // It still answers.
         expect((await post(degraded, mcpHeaders(TOKEN))).status).toBe(200);
     });
 
     it('refuses to start on a non-loopback host without tokens: exit code 2 and one line', async () => {
-        const { code, stderr } = await HttpServerProcess.run({ TOKEN_METRICS_BASE_URL: fake.baseUrl }, ['--http', '--host', '0.0.0.0', '--port', '0']);
+        const { code, stderr } = await HttpServerProcess.run({ TOKEN_METRICS_BASE_URL: fake.baseUrl }, [
+            '--http',
+            '--host',
+            '0.0.0.0',
+            '--port',
+            '0'
+        ]);
         expect(code).toBe(2);
         const lines = stderr.trim().split('\n');
         expect(lines).toHaveLength(1);
-        expect(lines[0]).toMatch(/^crypto-intel-mcp: refusing to serve on non-loopback host 0\.0\.0\.0 without access tokens: set CRYPTO_INTEL_HTTP_TOKENS/);
+        expect(lines[0]).toMatch(
+            /^crypto-intel-mcp: refusing to serve on non-loopback host 0\.0\.0\.0 without access tokens: set CRYPTO_INTEL_HTTP_TOKENS/
+        );
     });
 
     it('finishes a request in flight on SIGTERM, refuses new ones, and exits 0', async () => {

@@ -38,12 +38,20 @@ describe('HTTP and Redis configuration', () => {
 
     it('serves HTTP on 127.0.0.1:3333 unless told otherwise, flags before variables', () => {
         expect(run({}, ['--http']).http).toMatchObject({ host: '127.0.0.1', port: 3333, tokens: [], ratePerMin: 600, allowAnyHost: false });
-        expect(run({ CRYPTO_INTEL_HTTP_PORT: '4000', CRYPTO_INTEL_HTTP_HOST: 'localhost' }, ['--http']).http).toMatchObject({ host: 'localhost', port: 4000 });
-        expect(run({ CRYPTO_INTEL_HTTP_PORT: '4000' }, ['--http', '--port', '0', '--host=::1']).http).toMatchObject({ host: '::1', port: 0 });
+        expect(run({ CRYPTO_INTEL_HTTP_PORT: '4000', CRYPTO_INTEL_HTTP_HOST: 'localhost' }, ['--http']).http).toMatchObject({
+            host: 'localhost',
+            port: 4000
+        });
+        expect(run({ CRYPTO_INTEL_HTTP_PORT: '4000' }, ['--http', '--port', '0', '--host=::1']).http).toMatchObject({
+            host: '::1',
+            port: 0
+        });
     });
 
     it('needs tokens to bind beyond loopback, and takes them from the variable and the file', () => {
-        expect(refusal({}, ['--http', '--host', '0.0.0.0'])).toMatch(/^refusing to serve on non-loopback host 0\.0\.0\.0 without access tokens/);
+        expect(refusal({}, ['--http', '--host', '0.0.0.0'])).toMatch(
+            /^refusing to serve on non-loopback host 0\.0\.0\.0 without access tokens/
+        );
         const file = join(dir, 'tokens');
         writeFileSync(file, `# team tokens\n${TOKEN}-file\n\n`);
         const config = run({ CRYPTO_INTEL_HTTP_TOKENS: TOKEN, CRYPTO_INTEL_HTTP_TOKENS_FILE: file }, ['--http', '--host', '0.0.0.0']);
@@ -54,12 +62,18 @@ describe('HTTP and Redis configuration', () => {
         const message = refusal({ CRYPTO_INTEL_HTTP_TOKENS: 'short-secret' }, ['--http']);
         expect(message).toMatch(/token #1 is shorter than 16 characters/);
         expect(message).not.toContain('short-secret');
-        expect(refusal({ CRYPTO_INTEL_HTTP_TOKENS_FILE: join(dir, 'missing') }, ['--http'])).toMatch(/CRYPTO_INTEL_HTTP_TOKENS_FILE cannot be read.*ENOENT/);
+        expect(refusal({ CRYPTO_INTEL_HTTP_TOKENS_FILE: join(dir, 'missing') }, ['--http'])).toMatch(
+            /CRYPTO_INTEL_HTTP_TOKENS_FILE cannot be read.*ENOENT/
+        );
     });
 
     it('reads allowed hosts, the rate and the Redis URL', () => {
         const config = run(
-            { CRYPTO_INTEL_HTTP_ALLOWED_HOSTS: 'MCP.example.com, *', CRYPTO_INTEL_HTTP_RATE_PER_MIN: '0', CRYPTO_INTEL_REDIS_URL: 'redis://:pw@10.0.0.5:6379/2' },
+            {
+                CRYPTO_INTEL_HTTP_ALLOWED_HOSTS: 'MCP.example.com, *',
+                CRYPTO_INTEL_HTTP_RATE_PER_MIN: '0',
+                CRYPTO_INTEL_REDIS_URL: 'redis://:pw@10.0.0.5:6379/2'
+            },
             ['--http']
         );
         expect(config.http).toMatchObject({ allowedHosts: ['mcp.example.com'], allowAnyHost: true, ratePerMin: 0 });

@@ -35,13 +35,19 @@ async function redisState(server: HttpServerProcess, state: 'ok' | 'unavailable'
     throw new Error(`Redis never became ${state} on port ${server.port}: ${server.stderr}`);
 }
 
-const redisWarnings = (server: HttpServerProcess): number => server.stderr.split('\n').filter(line => line.includes('"msg":"Redis unavailable')).length;
+const redisWarnings = (server: HttpServerProcess): number =>
+    server.stderr.split('\n').filter(line => line.includes('"msg":"Redis unavailable')).length;
 
 describe.runIf(enabled)('two replicas sharing one Redis', () => {
     beforeAll(async () => {
         fake = await FakeUpstream.start();
         redis = await RedisServer.start();
-        const env = { TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_REDIS_URL: redis.url, CRYPTO_INTEL_HTTP_TOKENS: TOKEN };
+        const env = {
+            TOKEN_METRICS_API_KEY: KEY,
+            TOKEN_METRICS_BASE_URL: fake.baseUrl,
+            CRYPTO_INTEL_REDIS_URL: redis.url,
+            CRYPTO_INTEL_HTTP_TOKENS: TOKEN
+        };
         const start = async (): Promise<HttpServerProcess> => {
             const server = await HttpServerProcess.start(env);
             spawned.push(server);
@@ -72,7 +78,9 @@ describe.runIf(enabled)('two replicas sharing one Redis', () => {
         // Slow enough that every question arrives while the first upstream call is still out.
         fake.latencyMs = 200;
         try {
-            const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? a : b, 'list_moonshots', { type: 'past', limit: 5 })));
+            const answers = await Promise.all(
+                Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? a : b, 'list_moonshots', { type: 'past', limit: 5 }))
+            );
             expect(answers.every(answer => !answer.isError)).toBe(true);
             expect(new Set(answers.map(answer => JSON.stringify(answer.structuredContent))).size).toBe(1);
             expect(fake.log()).toEqual(['/moonshot-tokens tm-…beef -> 200']);

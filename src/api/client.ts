@@ -62,9 +62,14 @@ export interface MarketData {
 
 /** Symbols and names go into a comma-separated filter: a comma or control character would change its meaning. */
 const FILTER_VALUE = /^[\p{L}\p{N} ._\-$()+']{1,64}$/u;
+/**
+ * An apostrophe belongs to a name only inside a word ("Pepe's"). At a word's edge it opens or closes a string literal,
+ * and `--` starts a SQL comment: "' OR 1 --" and "admin'--" are injection probes, not token names, so they never go upstream.
+ */
+const SQL_FRAGMENT = /--|(?<![\p{L}\p{N}])'|'(?![\p{L}\p{N}])/u;
 
 /** Whether a symbol or name can be sent as a `/tokens` filter value. */
-export const isValidFilterValue = (value: string): boolean => FILTER_VALUE.test(value);
+export const isValidFilterValue = (value: string): boolean => FILTER_VALUE.test(value) && !SQL_FRAGMENT.test(value);
 /** How long a missing `/tm-grade` sends calls straight to the legacy endpoints before it is tried again. */
 const TM_GRADE_RETRY_MS = 3_600_000;
 

@@ -80,11 +80,17 @@ export const quotaExhausted = (upstreamMessage: string, options?: UpstreamErrorO
         options
     );
 
+/**
+ * An upstream 404. The API answers unknown tokens with empty data, so a 404 means the endpoint itself is gone (retired
+ * or moved): no symbol the user could change would help, and the text must not send them looking for one.
+ */
 export const notFound = (what: string, options?: UpstreamErrorOptions): UpstreamError =>
-    new UpstreamError('NOT_FOUND', `Token Metrics has no data for ${what}.`, 'Check the symbol or id; get_price accepts names and ids too.', {
-        status: 404,
-        ...options
-    });
+    new UpstreamError(
+        'NOT_FOUND',
+        `The Token Metrics API does not serve ${what} any more (HTTP 404).`,
+        'Its API has changed: update crypto-intel-mcp, and report it to the maintainers if the latest version fails too. Other tools may still work.',
+        { status: 404, ...options }
+    );
 
 export const upstreamUnavailable = (detail: string, options?: UpstreamErrorOptions): UpstreamError =>
     new UpstreamError(

@@ -188,7 +188,27 @@ export class UpstreamHttp {
 
         for (;;) {
             if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
+            const remaining = deadline - this.clock.now();
+            if (remaining <= 0) throw lastFailure ?? upstreamTimeout(this.options.deadlineMs, { endpoint });
+            const attemptMs = Math.min(this.options.attemptTimeoutMs, remaining);
+            const signal = req.signal ? AbortSignal.any([AbortSignal.timeout(attemptMs), req.signal]) : AbortSignal.timeout(attemptMs);
+            const attemptStarted = this.clock.now();
+            // The slot first, the key second: a request that queued behind others must see the 429s and revocations
+            // they met, not the key that looked healthy when it joined the queue (a storm of concurrent calls would
+            // otherwise send every queued request to a key already known to be resting).
+            let release: () => void;
+            try {
+                release = await this.semaphore.acquire(signal);
+            } catch (error) {
+                if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
+                lastFailure = upstreamTimeout(attemptMs, { endpoint, cause: error });
+                if (retries >= this.retry.maxRetries) throw lastFailure;
+                retries += 1;
+                await this.backoff(retries, deadline, req.signal, endpoint, lastFailure);
+                continue;
+            }
             const choice = this.keys.choose(this.clock.now());
+            if (choice.kind !== 'key') release();
             if (choice.kind === 'none') {
                 throw choice.reason === 'no-keys' ? noApiKey() : allKeysRevoked(choice.fingerprints, { endpoint });
             }
@@ -197,22 +217,20 @@ export class UpstreamHttp {
                     choice.reason === 'exhausted' ? quotaExhausted('', { endpoint, status: 429 }) : rateLimited(choice.untilMs, this.clock.now(), { endpoint });
                 if (choice.untilMs > deadline || retries >= this.retry.maxRetries) throw failure;
                 retries += 1;
-                await this.pause(choice.untilMs - this.clock.now(), req.signal, endpoint);
+                await this.pauseUntil(choice.untilMs, req.signal, endpoint);
                 continue;
             }
 
-            const remaining = deadline - this.clock.now();
-            if (remaining <= 0) throw lastFailure ?? upstreamTimeout(this.options.deadlineMs, { endpoint });
             let response: RawResponse;
-            const attemptStarted = this.clock.now();
             try {
-                response = await this.send(url, choice.key, Math.min(this.options.attemptTimeoutMs, remaining), req.signal);
+                response = await this.send(url, choice.key, signal);
             } catch (error) {
+                release();
                 if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
                 this.keys.report(choice.key, { kind: 'failed' }, this.clock.now());
                 const timedOut = error instanceof Error && (error.name === 'TimeoutError' || /timeout/i.test(error.name + (error as { code?: string }).code));
                 lastFailure = timedOut
-                    ? upstreamTimeout(Math.min(this.options.attemptTimeoutMs, remaining), { endpoint, cause: error })
+                    ? upstreamTimeout(attemptMs, { endpoint, cause: error })
                     : upstreamUnavailable('connection failed', { endpoint, cause: error });
                 this.logger.debug('upstream attempt failed', { endpoint, key: choice.fingerprint, error: lastFailure.code, ms: this.clock.now() - attemptStarted });
                 if (retries >= this.retry.maxRetries) throw lastFailure;
@@ -220,6 +238,7 @@ export class UpstreamHttp {
                 await this.backoff(retries, deadline, req.signal, endpoint, lastFailure);
                 continue;
             }
+            release();
 
             const now = this.clock.now();
             this.logger.debug('upstream attempt', { endpoint, key: choice.fingerprint, status: response.status, ms: now - attemptStarted });
@@ -238,7 +257,13 @@ export class UpstreamHttp {
                 continue;
             }
             if (status === 429) {
-                const retryAt = parseRetryAfter(response.headers['retry-after'], now) ?? now + this.retry.defaultRetryAfterMs;
+                // `Retry-After: 0` (or a date already past) would hand the same key straight back, and since a 429 moves on
+                // without spending a retry, one call would loop request after request until its deadline. A limited key
+                // rests at least the base backoff, so waiting for it goes through the 'wait' branch, which counts retries.
+                const retryAt = Math.max(
+                    parseRetryAfter(response.headers['retry-after'], now) ?? now + this.retry.defaultRetryAfterMs,
+                    now + this.retry.backoffBaseMs
+                );
                 this.keys.report(choice.key, { kind: 'rate-limited', untilMs: retryAt }, now);
                 this.logger.info('API key rate limited', { key: choice.fingerprint, retryInMs: retryAt - now });
                 continue;
@@ -311,24 +336,17 @@ export class UpstreamHttp {
         return scrubbed.replace(/[\u0000-\u001f]+/g, ' ').slice(0, 200);
     }
 
-    private async send(url: URL, key: string, timeoutMs: number, callerSignal: AbortSignal | undefined): Promise<RawResponse> {
-        const signals = [AbortSignal.timeout(timeoutMs)];
-        if (callerSignal) signals.push(callerSignal);
-        const signal = AbortSignal.any(signals);
-        const release = await this.semaphore.acquire(signal);
-        try {
-            const [{ request }, dispatcher] = await Promise.all([loadUndici(), this.agent()]);
-            const response = await request(url, {
-                method: 'GET',
-                headers: { 'x-api-key': key, accept: 'application/json', 'user-agent': 'crypto-intel-mcp' },
-                signal,
-                dispatcher
-            });
-            const text = await response.body.text();
-            return { status: response.statusCode, headers: response.headers, text };
-        } finally {
-            release();
-        }
+    /** One request, inside the upstream slot the caller holds; `signal` carries the attempt's timeout and the caller's abort. */
+    private async send(url: URL, key: string, signal: AbortSignal): Promise<RawResponse> {
+        const [{ request }, dispatcher] = await Promise.all([loadUndici(), this.agent()]);
+        const response = await request(url, {
+            method: 'GET',
+            headers: { 'x-api-key': key, accept: 'application/json', 'user-agent': 'crypto-intel-mcp' },
+            signal,
+            dispatcher
+        });
+        const text = await response.body.text();
+        return { status: response.statusCode, headers: response.headers, text };
     }
 
     private async backoff(retry: number, deadline: number, signal: AbortSignal | undefined, endpoint: string, failure: UpstreamError): Promise<void> {
@@ -336,6 +354,15 @@ export class UpstreamHttp {
         const wait = Math.floor(this.random() * ceiling);
         if (this.clock.now() + wait >= deadline) throw failure;
         await this.pause(wait, signal, endpoint);
+    }
+
+    /**
+     * Sleep until `untilMs` by the clock. Node's timers count from the event loop's cached time, so a sleep can end a
+     * millisecond or more before the wall clock gets there; the key would still be resting, and the next turn of the
+     * loop would spend a retry (or fail the call) on nothing. Bounded, in case an injected clock's sleep does not move it.
+     */
+    private async pauseUntil(untilMs: number, signal: AbortSignal | undefined, endpoint: string): Promise<void> {
+        for (let turn = 0; turn < 3 && this.clock.now() < untilMs; turn++) await this.pause(untilMs - this.clock.now(), signal, endpoint);
     }
 
     private async pause(ms: number, signal: AbortSignal | undefined, endpoint: string): Promise<void> {

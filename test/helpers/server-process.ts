@@ -31,6 +31,11 @@ export class ServerProcess implements Transport {
         this.exited = new Promise(resolve => (this.markExited = resolve));
     }
 
+    /** The child's process id, e.g. to sample its memory in /proc; undefined before `start()`. */
+    get pid(): number | undefined {
+        return this.child?.pid;
+    }
+
     async start(): Promise<void> {
         this.child = spawn(process.execPath, [CLI_PATH], {
             env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...this.env },

@@ -9,6 +9,7 @@ import { systemClock } from '../src/clock.js';
 import { FakeUpstream, type FakeCall } from '../test/fake-upstream/index.js';
 import { inProcessServer } from '../test/helpers/in-process.js';
 import { startServer, type ServerProcess } from '../test/helpers/server-process.js';
+import { formatHttpBench, runHttpBench } from './http.js';
 import { SESSION, type Question } from './session.js';
 import { median, percentile, round } from './stats.js';
 
@@ -166,6 +167,7 @@ async function main(): Promise<void> {
 
         fake.latencyMs = 0;
         const startup = await startupTimes(fake);
+        const http = await runHttpBench({ fake, log: line => process.stderr.write(`${line}\n`) });
 
         const questions: QuestionFigures[] = SESSION.map((question, i) => ({
             ask: question.ask,
@@ -199,7 +201,8 @@ async function main(): Promise<void> {
             warmInProcess: { calls: inProcessWarm.length, medianMs: round(median(inProcessWarm), 3), p95Ms: round(percentile(inProcessWarm, 95), 3) },
             coldStdio: { medianMs: round(median(questions.map(q => q.coldMs)), 1), p95Ms: round(percentile(questions.map(q => q.coldMs), 95), 1) },
             startup: { starts: startup.length, medianMs: round(median(startup), 1), p95Ms: round(percentile(startup, 95), 1) },
-            toolDefinitionsBytes: Buffer.byteLength(JSON.stringify(definitions.tools))
+            toolDefinitionsBytes: Buffer.byteLength(JSON.stringify(definitions.tools)),
+            http
         };
 
         const lines = [
@@ -226,7 +229,9 @@ async function main(): Promise<void> {
             `warm call over stdio          median ${summary.warmStdio.medianMs} ms, p95 ${summary.warmStdio.p95Ms} ms over ${summary.warmStdio.calls} calls, ${summary.warmStdio.upstreamCalls} upstream calls (all server + transport overhead)`,
             `warm call in process          median ${summary.warmInProcess.medianMs} ms, p95 ${summary.warmInProcess.p95Ms} ms (server overhead without stdio)`,
             `start-up to tools/list        median ${summary.startup.medianMs} ms, p95 ${summary.startup.p95Ms} ms over ${summary.startup.starts} starts`,
-            `tool definitions              ${summary.toolDefinitionsBytes} bytes (read once per session)`
+            `tool definitions              ${summary.toolDefinitionsBytes} bytes (read once per session)`,
+            '',
+            formatHttpBench(http)
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
         mkdirSync(join(RESULTS, '..'), { recursive: true });

@@ -72,7 +72,11 @@ const DEFAULT_RETRY: RetryPolicy = {
 
 /** Statuses worth another attempt; 400/401/403/404 are answers, not accidents. */
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
-const QUOTA_MESSAGE = /quota|credits?\b|plan limit|limit exceeded|upgrade/i;
+/**
+ * A used-up monthly quota, as opposed to a per-minute rate limit: "Rate limit exceeded" on a 429 must cool the
+ * key for its Retry-After, not set it aside for an hour.
+ */
+const QUOTA_MESSAGE = /quota|credits?\b|monthly (?:limit|usage)|plan limit|upgrade your plan/i;
 
 /**
  * undici is loaded on the first upstream request, not at start-up: an MCP client waits for the server's

@@ -176,6 +176,16 @@ describe('TokenMetricsClient faults', () => {
         expect(clock.sleeps[0]).toBeGreaterThanOrEqual(1000);
     });
 
+    it('treats "Rate limit exceeded" on a 429 as a rate limit, not a used-up quota', async () => {
+        const clock = new FakeClock();
+        const { client } = clientFor(fake, { clock });
+        fake.inject({ fault: { kind: 'status', status: 429, message: 'Rate limit exceeded', retryAfter: '2' }, times: 1 });
+        await expect(client.prices([3375])).resolves.toHaveLength(1);
+        expect(fake.log()).toEqual(['/price tm-…0001 -> 429', '/price tm-…0001 -> 200']);
+        expect(clock.sleeps[0]).toBeGreaterThanOrEqual(2000);
+        expect(clock.sleeps[0]).toBeLessThan(60_000);
+    });
+
     it('honours Retry-After given as an HTTP date', async () => {
         const clock = new FakeClock();
         const { client } = clientFor(fake, { clock });

@@ -81,7 +81,11 @@ export class TokenResolver {
         const unresolved: UnresolvedToken[] = [];
         for (const input of all) {
             if (!cleaned.includes(input)) {
-                unresolved.push({ input: input.slice(0, 64), reason: 'Not a valid token symbol, name or id (letters, digits, spaces and . _ - only).', suggestions: [] });
+                unresolved.push({
+                    input: echo(input),
+                    reason: "Not a valid token symbol, name or id (letters, digits, spaces and . _ - $ ( ) + ' only).",
+                    suggestions: []
+                });
                 continue;
             }
             const candidates = this.match(input, found);
@@ -128,7 +132,7 @@ export class TokenResolver {
             3
         );
         return {
-            input: input.slice(0, 64),
+            input: echo(input),
             reason: `No Token Metrics token has this ${kind}.`,
             suggestions
         };
@@ -137,6 +141,16 @@ export class TokenResolver {
     private remember(tokens: readonly Token[]): void {
         for (const token of tokens) this.known.set(token.tokenId, token);
     }
+}
+
+/**
+ * A user's input as we quote it back to the model: control and bidirectional-override characters removed (they
+ * can hide or reorder text), cut to 64 characters without splitting one.
+ */
+function echo(input: string): string {
+    const visible = input.replace(/[\p{Cc}\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu, '');
+    const chars = Array.from(visible);
+    return chars.length > 64 ? `${chars.slice(0, 63).join('')}…` : visible;
 }
 
 function unique<T>(values: readonly T[]): T[] {

@@ -83,6 +83,11 @@ describe('TokenResolver against the fake upstream', () => {
         expect(fake.count()).toBe(0);
     });
 
+    it('quotes inputs back without control or direction-override characters, cut without splitting a character', async () => {
+        const resolution = await resolver.resolve(['ab\u0000c\u202e\u001b[31m', '🚀'.repeat(80)]);
+        expect(resolution.unresolved.map(entry => entry.input)).toEqual(['abc[31m', `${'🚀'.repeat(63)}…`]);
+    });
+
     it('resolves a name seen earlier in the session without another lookup', async () => {
         await resolver.resolve(['SOL', 'UNI']);
         const calls = fake.count();

@@ -61,7 +61,7 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
     const resolver = new TokenResolver(market);
     let closing: Promise<void> | undefined;
     return {
-        deps: { market, resolver, clock, logger, redactor },
+        deps: { market, resolver, clock, logger, redactor, callDeadlineMs: config.upstream.deadlineMs },
         keys,
         market,
         redis: () => shared?.health() ?? null,

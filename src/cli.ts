@@ -37,7 +37,7 @@ Environment:
   CRYPTO_INTEL_BATCH_WINDOW_MS   window for merging price requests into one call (default 5)
   CRYPTO_INTEL_CACHE_MAX_ENTRIES in-memory cache entries (default 10000)
   CRYPTO_INTEL_TIMEOUT_MS        one upstream attempt's timeout (default 10000)
-  CRYPTO_INTEL_DEADLINE_MS       one call's deadline, retries included (default 25000)
+  CRYPTO_INTEL_DEADLINE_MS       a tool call's deadline, all its upstream requests included (default 25000)
   CRYPTO_INTEL_MAX_RETRIES       retries for 429/5xx/network errors (default 3)
   CRYPTO_INTEL_UPSTREAM_CONCURRENCY  upstream requests in flight at once (default 4; with Redis, across all replicas)
   CRYPTO_INTEL_REDIS_URL         redis://[user:password@]host:port[/db]: cache tier, fetch locks and upstream

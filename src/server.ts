@@ -1,12 +1,17 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { TOOLS, type ToolDefinition, type ToolDeps } from '../tools/index.js';
-import { isUpstreamError } from './api/errors.js';
+import { isUpstreamError, upstreamTimeout } from './api/errors.js';
 import type { Redactor } from './redact.js';
 import { VERSION } from './version.js';
 
 export interface ServerDeps extends ToolDeps {
     redactor: Redactor;
+    /**
+     * A whole tool call's limit. A call can make several upstream requests in turn (symbol lookup, name
+     * lookup, data), each with its own deadline; the model is waiting for the sum, so the sum is bounded too.
+     */
+    callDeadlineMs: number;
 }
 
 const INSTRUCTIONS =
@@ -37,17 +42,19 @@ function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): vo
         tool.name,
         { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, outputSchema: tool.outputSchema, annotations: tool.annotations },
         async (args: unknown, extra: { signal: AbortSignal }): Promise<CallToolResult> => {
+            const deadline = AbortSignal.timeout(deps.callDeadlineMs);
             try {
-                const { structured, text } = await tool.handler(args as never, deps, extra.signal);
+                const { structured, text } = await tool.handler(args as never, deps, AbortSignal.any([extra.signal, deadline]));
                 return { content: [{ type: 'text', text: deps.redactor.scrub(text) }], structuredContent: structured as Record<string, unknown> };
             } catch (error) {
-                return toolErrorResult(tool.name, error, deps);
+                const timedOut = deadline.aborted && !extra.signal.aborted;
+                return toolErrorResult(tool.name, timedOut ? upstreamTimeout(deps.callDeadlineMs) : error, deps);
             }
         }
     );
 }
 
-/** Builds the MCP server with every tool; stdio and (later) HTTP transports both call this. */
+/** Builds the MCP server with every tool; the stdio and HTTP transports both call this. */
 export function createServer(deps: ServerDeps): McpServer {
     const server = new McpServer(
         { name: 'crypto-intel-mcp', title: 'Crypto Intel (Token Metrics)', version: VERSION },

@@ -108,6 +108,15 @@ export const upstreamTimeout = (ms: number, options?: UpstreamErrorOptions): Ups
         { status: 0, ...options }
     );
 
+/** The tool call's own deadline passed while an upstream request was still running. */
+export const callDeadlinePassed = (options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'UPSTREAM_TIMEOUT',
+        'The Token Metrics API did not answer before this tool call ran out of time.',
+        'Try again shortly; ask for fewer tokens at once if it keeps happening.',
+        { status: 0, ...options }
+    );
+
 export const schemaDrift = (detail: string, options?: UpstreamErrorOptions): UpstreamError =>
     new UpstreamError(
         'SCHEMA_DRIFT',

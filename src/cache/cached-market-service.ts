@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { MAX_RANGE_DAYS, type GradeSources, type MarketData, type MoonshotType, type TokenQuery } from '../api/client.js';
-import { cancelled, invalidInput, isUpstreamError, type ErrorCode } from '../api/errors.js';
+import { callDeadlinePassed, cancelled, invalidInput, isUpstreamError, type ErrorCode } from '../api/errors.js';
 import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } from '../api/schemas.js';
 import type { Clock } from '../clock.js';
 import type { TtlEndpoint } from '../config.js';
@@ -131,6 +131,11 @@ interface Resolved<V> {
 }
 
 type TokenParam = { kind: 'symbol' | 'name'; value: string } | { kind: 'id'; value: number };
+
+/** The caller gave up because its time ran out (an `AbortSignal.timeout` behind it), not because it was cancelled. */
+function deadlinePassed(signal: AbortSignal | undefined): boolean {
+    return signal?.aborted === true && signal.reason instanceof Error && signal.reason.name === 'TimeoutError';
+}
 
 function checkIds(ids: readonly number[]): void {
     for (const id of ids) {
@@ -352,7 +357,10 @@ export class CachedMarketService implements MarketService {
         signal?: AbortSignal,
         batch = false
     ): Promise<Array<Resolved<V>>> {
-        if (signal?.aborted) throw cancelled();
+        if (signal?.aborted) {
+            if (!deadlinePassed(signal)) throw cancelled();
+            return this.afterDeadline(endpoint, items);
+        }
         const counters = this.counters[endpoint];
         const now = this.clock.now();
         const slots: Array<CacheEntry<V> | Promise<CacheEntry<V>> | null> = [];
@@ -391,9 +399,26 @@ export class CachedMarketService implements MarketService {
         let outcomes: Array<PromiseSettledResult<CacheEntry<V>>>;
         try {
             outcomes = await untilAborted(Promise.allSettled(slots as Array<CacheEntry<V> | Promise<CacheEntry<V>>>), signal);
+        } catch (error) {
+            if (!deadlinePassed(signal)) throw error;
+            // The caller's deadline passed while the upstream was still at work: as with an upstream timeout, an
+            // older answer beats none, so the entries still pending go through stale-if-error.
+            outcomes = slots.map(slot =>
+                slot !== null && !(slot instanceof Promise) ? { status: 'fulfilled', value: slot } : { status: 'rejected', reason: callDeadlinePassed() }
+            );
         } finally {
             for (const call of calls) call.leave();
         }
+        return this.settle(endpoint, items, outcomes);
+    }
+
+    /** A call whose deadline has already passed starts nothing upstream: fresh entries answer, the rest may be stale. */
+    private afterDeadline<P, V>(endpoint: CacheEndpoint, items: Array<Item<P>>): Array<Resolved<V>> {
+        const now = this.clock.now();
+        const outcomes = items.map((item): PromiseSettledResult<CacheEntry<V>> => {
+            const entry = this.store.get<V>(item.key);
+            return entry !== undefined && now < entry.expiresAt ? { status: 'fulfilled', value: entry } : { status: 'rejected', reason: callDeadlinePassed() };
+        });
         return this.settle(endpoint, items, outcomes);
     }
 

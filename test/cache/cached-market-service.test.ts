@@ -150,6 +150,37 @@ describe('stale-if-error', () => {
         expect(result.fetchedAt).toBe(start - 75 * SECOND);
     });
 
+    it("serves the stale value when the caller's deadline passes while the upstream is still at work", async () => {
+        const { service, inner, clock } = harness();
+        const fresh = await service.grades([3306]);
+        clock.advance(2 * 3600 * SECOND);
+        const release = inner.hold();
+        const deadline = new AbortController();
+        const pending = service.grades([3306], deadline.signal);
+        await settle();
+        deadline.abort(new DOMException('The operation timed out.', 'TimeoutError'));
+        const stale = await pending;
+        expect(stale.data).toEqual(fresh.data);
+        expect(stale.staleAgeS).toBe(7200);
+        // After the deadline nothing new goes upstream: fresh entries answer, missing ones fail as a timeout.
+        await expect(service.prices([1], deadline.signal)).rejects.toMatchObject({ code: 'UPSTREAM_TIMEOUT' });
+        expect(inner.count('prices')).toBe(0);
+        release();
+    });
+
+    it('still answers a cancellation (not a deadline) with CANCELLED', async () => {
+        const { service, inner, clock } = harness();
+        await service.grades([3306]);
+        clock.advance(2 * 3600 * SECOND);
+        const release = inner.hold();
+        const controller = new AbortController();
+        const pending = service.grades([3306], controller.signal);
+        await settle();
+        controller.abort();
+        await expect(pending).rejects.toMatchObject({ code: 'CANCELLED' });
+        release();
+    });
+
     it('propagates the typed error when there is no stale value', async () => {
         const { service, inner } = harness();
         inner.failure = upstreamUnavailable('HTTP 503');

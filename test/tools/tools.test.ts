@@ -214,6 +214,21 @@ describe('failures become isError results and the server keeps serving', () => {
         }
     });
 
+    it('bounds a whole tool call by the deadline, not just each upstream request', async () => {
+        const strict = await inProcessServer(fake, { CRYPTO_INTEL_TIMEOUT_MS: '300', CRYPTO_INTEL_DEADLINE_MS: '400' });
+        fake.latencyMs = 200;
+        try {
+            // "solana" needs a symbol lookup, a name lookup and a price: each answers in time, the three together do not.
+            const result = await strict.call('get_price', { symbols: ['solana'] });
+            expect(result.isError).toBe(true);
+            expect(textOf(result)).toMatch(/did not answer within 0\.4 s/);
+            expect(fake.count()).toBeLessThanOrEqual(3);
+        } finally {
+            fake.latencyMs = 0;
+            await strict.close();
+        }
+    });
+
     it('reports drifted upstream JSON as a format problem', async () => {
         fake.inject({ fault: { kind: 'drift' }, path: '/moonshot-tokens' });
         const result = await server.call('list_moonshots', {});

@@ -30,8 +30,8 @@ const WELL_KNOWN: Array<Omit<FakeToken, 'volume24h' | 'categories'> & { categori
     { id: 3600, name: 'Avalanche', symbol: 'AVAX', price: 41.8, marketCap: 1.7e10, exchanges: ['binance', 'coinbase'] }
 ];
 
-/** A small deterministic PRNG so every run generates the same world. */
-function mulberry32(seed: number): () => number {
+/** A small deterministic PRNG (mulberry32) so every run generates the same world. */
+export function mulberry32(seed: number): () => number {
     let state = seed >>> 0;
     return () => {
         state = (state + 0x6d2b79f5) >>> 0;

@@ -46,7 +46,8 @@ export interface FakeUpstreamOptions {
     latencyMs?: number;
 }
 
-const ENDPOINTS = [
+/** The endpoints the fake serves, as the upstream names them. */
+export const ENDPOINTS = [
     '/tokens',
     '/price',
     '/tm-grade',

@@ -1,3 +1,5 @@
+import { mulberry32 } from '../fake-upstream/data.js';
+
 /**
  * Deterministic generator of hostile `tools/call` params: wrong types, huge arrays, 10 kB strings, unicode
  * (RTL, emoji, NUL, lone surrogates), injection-looking text, unknown tools, extra fields, odd numbers,
@@ -191,17 +193,6 @@ const BAD_MOONSHOT_FIELDS: Record<string, readonly unknown[]> = {
     min_trader_grade: [-1, -0.001, 100.5, 101, 1e308, '50', null, [], { $gt: 0 }, true]
 };
 
-/** A small seeded PRNG (mulberry32), as the fake world uses. */
-function prng(seed: number): () => number {
-    let state = seed >>> 0;
-    return () => {
-        state = (state + 0x6d2b79f5) >>> 0;
-        let t = state;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-    };
-}
 
 function nested(depth: number, leaf: unknown): unknown {
     let value = leaf;
@@ -214,7 +205,7 @@ function nested(depth: number, leaf: unknown): unknown {
  * (seeded). Every string a real token could be (a legal but unknown name) is marked `error-or-answer`.
  */
 export function badInputs(count: number, seed = 0x5eed): BadInput[] {
-    const random = prng(seed);
+    const random = mulberry32(seed);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
     const int = (min: number, max: number) => min + Math.floor(random() * (max - min + 1));
     /** A random string of odd code points: controls, bidi marks, surrogates, emoji, URL and SQL punctuation. */

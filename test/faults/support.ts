@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { isValidFilterValue } from '../../src/api/client.js';
-import { FakeUpstream, type FakeCall, type FaultRule } from '../fake-upstream/index.js';
+import { ENDPOINTS, FakeUpstream, type FakeCall, type FaultRule } from '../fake-upstream/index.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
 
 /**
@@ -89,18 +89,7 @@ export function countFault(): void {
 // ---------------------------------------------------------------------------------------------------------------
 // The upstream audit: what reached the fake's URLs must be only known parameters with safe, encoded values.
 
-const ENDPOINTS = new Set([
-    '/tokens',
-    '/price',
-    '/tm-grade',
-    '/trader-grades',
-    '/investor-grades',
-    '/trading-signals',
-    '/hourly-trading-signals',
-    '/moonshot-tokens',
-    '/daily-ohlcv',
-    '/hourly-ohlcv'
-]);
+const KNOWN_PATHS: ReadonlySet<string> = new Set(ENDPOINTS);
 const PARAMS = new Set(['token_id', 'symbol', 'token_name', 'limit', 'page', 'type', 'startDate', 'endDate']);
 /** What URLSearchParams leaves unescaped, plus `%` escapes and `+` for a space. */
 const ENCODED = /^[A-Za-z0-9%+*._-]*$/;
@@ -116,7 +105,7 @@ const UNSAFE_IN_VALUE = /[/?&=%#\\\u0000-\u001f\u007f]/;
 export function auditCall(call: FakeCall): string[] {
     const problems: string[] = [];
     const where = `${call.path}${call.rawQuery.slice(0, 200)}`;
-    if (!ENDPOINTS.has(call.path)) problems.push(`unknown path: ${where}`);
+    if (!KNOWN_PATHS.has(call.path)) problems.push(`unknown path: ${where}`);
     const raw = call.rawQuery.replace(/^\?/, '');
     if (raw === '') return problems;
     const seen = new Set<string>();

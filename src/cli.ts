@@ -4,7 +4,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { openRuntime, type Runtime } from './app.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { StderrLogger, type Logger } from './logger.js';
+import { StderrLogger, type LogFields, type Logger } from './logger.js';
 import { Redactor } from './redact.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
@@ -60,10 +60,47 @@ function printForPerson(text: string): void {
 /** How long a SIGTERM waits for requests in flight before closing them. */
 const HTTP_SHUTDOWN_GRACE_MS = 10_000;
 
-function logKeys(runtime: Runtime, logger: Logger): void {
-    if (runtime.keys.describe().configured === 0) {
-        logger.warn('no Token Metrics API key configured: tools will explain how to set TOKEN_METRICS_API_KEY');
-    }
+/**
+ * Stops the process once, on SIGINT, SIGTERM or an uncaught exception (exit 1), after `stop` has flushed what
+ * must survive; returns the same trigger for the transport's own ends (stdin closed). An unhandled rejection is
+ * logged, not fatal: one failed request must not take the others down with it.
+ */
+function exitOnSignals(logger: Logger, message: string, stop: () => Promise<void>): (reason: string, code?: number) => Promise<void> {
+    let stopping = false;
+    const shutdown = async (reason: string, code = 0) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info(message, { reason });
+        try {
+            await stop();
+        } finally {
+            process.exit(code);
+        }
+    };
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.on('unhandledRejection', reason => {
+        logger.error('unhandled rejection', { error: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
+    });
+    process.on('uncaughtException', error => {
+        logger.error('uncaught exception', { error: error.stack ?? error.message });
+        void shutdown('uncaught exception', 1);
+    });
+    return shutdown;
+}
+
+/** The start-up line (keys by fingerprint only) and, without a key, the warning that says how to set one. */
+function logReady(logger: Logger, message: string, config: Config, runtime: Runtime, fields: LogFields = {}): void {
+    const keys = runtime.keys.describe();
+    logger.info(message, {
+        version: VERSION,
+        ...fields,
+        keys: keys.fingerprints.join(', ') || null,
+        upstream: new URL(config.baseUrl).host,
+        cache: config.cacheDir ?? 'off',
+        redis: runtime.redis()?.endpoint ?? 'off'
+    });
+    if (keys.configured === 0) logger.warn('no Token Metrics API key configured: tools will explain how to set TOKEN_METRICS_API_KEY');
 }
 
 async function serveStdio(config: Config): Promise<void> {
@@ -77,40 +114,16 @@ async function serveStdio(config: Config): Promise<void> {
         }
     });
 
-    let stopping = false;
-    const shutdown = async (reason: string, code = 0) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info('shutting down', { reason });
-        try {
-            await runtime.close();
-            await server.close();
-        } finally {
-            process.exit(code);
-        }
-    };
-    process.on('SIGINT', () => void shutdown('SIGINT'));
-    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    const shutdown = exitOnSignals(logger, 'shutting down', async () => {
+        await runtime.close();
+        await server.close();
+    });
     process.stdin.on('end', () => void shutdown('stdin closed'));
-    process.on('unhandledRejection', reason => {
-        logger.error('unhandled rejection', { error: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
-    });
-    process.on('uncaughtException', error => {
-        logger.error('uncaught exception', { error: error.stack ?? error.message });
-        void shutdown('uncaught exception', 1);
-    });
 
     const transport = new StdioServerTransport();
     transport.onclose = () => void shutdown('transport closed');
     await server.connect(transport);
-    logger.info('crypto-intel-mcp ready on stdio', {
-        version: VERSION,
-        keys: runtime.keys.describe().fingerprints.join(', ') || null,
-        upstream: new URL(config.baseUrl).host,
-        cache: config.cacheDir ?? 'off',
-        redis: runtime.redis()?.endpoint ?? 'off'
-    });
-    logKeys(runtime, logger);
+    logReady(logger, 'crypto-intel-mcp ready on stdio', config, runtime);
 }
 
 async function serveHttp(config: Config): Promise<void> {
@@ -122,40 +135,17 @@ async function serveHttp(config: Config): Promise<void> {
     const { startHttpServer, MCP_PATH } = await import('./http/serve.js');
     const server = await startHttpServer({ http: config.http, baseUrl: config.baseUrl, runtime, clock: systemClock, logger });
 
-    let stopping = false;
-    const shutdown = async (reason: string, code = 0) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info('shutting down: finishing requests in flight', { reason });
-        try {
-            await server.close(HTTP_SHUTDOWN_GRACE_MS);
-            await runtime.close();
-        } finally {
-            process.exit(code);
-        }
-    };
-    process.on('SIGINT', () => void shutdown('SIGINT'));
-    process.on('SIGTERM', () => void shutdown('SIGTERM'));
-    process.on('unhandledRejection', reason => {
-        logger.error('unhandled rejection', { error: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
-    });
-    process.on('uncaughtException', error => {
-        logger.error('uncaught exception', { error: error.stack ?? error.message });
-        void shutdown('uncaught exception', 1);
+    exitOnSignals(logger, 'shutting down: finishing requests in flight', async () => {
+        await server.close(HTTP_SHUTDOWN_GRACE_MS);
+        await runtime.close();
     });
 
     const host = config.http.host.includes(':') && !config.http.host.startsWith('[') ? `[${config.http.host}]` : config.http.host;
-    logger.info('crypto-intel-mcp listening on HTTP', {
-        version: VERSION,
+    logReady(logger, 'crypto-intel-mcp listening on HTTP', config, runtime, {
         url: `http://${host}:${server.port}${MCP_PATH}`,
         port: server.port,
-        auth: config.http.tokens.length > 0 ? `bearer (${config.http.tokens.length} token(s))` : 'none (loopback only)',
-        keys: runtime.keys.describe().fingerprints.join(', ') || null,
-        upstream: new URL(config.baseUrl).host,
-        cache: config.cacheDir ?? 'off',
-        redis: runtime.redis()?.endpoint ?? 'off'
+        auth: config.http.tokens.length > 0 ? `bearer (${config.http.tokens.length} token(s))` : 'none (loopback only)'
     });
-    logKeys(runtime, logger);
 }
 
 async function main(): Promise<void> {

@@ -97,6 +97,7 @@ describe('get_grades', () => {
             stale_age_s: null
         });
         expect(textOf(result)).toMatch(/^SOL \(Solana, id 3988\)\nTrader grade/);
+        expect(textOf(result).length).toBeLessThan(TEXT_BUDGET);
     });
 
     it('says "not available" instead of failing when /tm-grade is gone', async () => {

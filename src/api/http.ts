@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
-import type { KeyProvider } from '../keys/pool.js';
+import type { KeyChoice, KeyProvider } from '../keys/pool.js';
 import type { Logger } from '../logger.js';
 import {
     allKeysRevoked,
@@ -131,6 +131,26 @@ export class Semaphore implements ConcurrencyLimiter {
     }
 }
 
+type ChosenKey = Extract<KeyChoice, { kind: 'key' }>;
+
+interface Attempt {
+    url: URL;
+    endpoint: string;
+    choice: ChosenKey;
+    /** The attempt's timeout and the caller's abort together. */
+    signal: AbortSignal;
+    attemptMs: number;
+    callerSignal: AbortSignal | undefined;
+}
+
+/** What one upstream answer means for the call that asked. */
+type Verdict =
+    | { kind: 'answer'; page: UpstreamPage }
+    /** The key was the problem (revoked, rate limited, quota used up): the same request moves to the next key at once. */
+    | { kind: 'next-key'; failure?: UpstreamError }
+    /** A transient failure, worth another attempt at `retryAt` (the upstream's Retry-After), or after a backoff. */
+    | { kind: 'retry'; failure: UpstreamError; retryAt?: number };
+
 interface RawResponse {
     status: number;
     headers: Record<string, string | string[] | undefined>;
@@ -183,12 +203,19 @@ export class UpstreamHttp {
     }
 
     async getRows(req: UpstreamRequest): Promise<UpstreamPage> {
-        const started = this.clock.now();
-        const deadline = started + this.options.deadlineMs;
+        const deadline = this.clock.now() + this.options.deadlineMs;
         const url = this.url(req.path, req.query);
         const endpoint = req.path;
         let retries = 0;
         let lastFailure: UpstreamError | undefined;
+        /** Spends one retry waiting (until `retryAt`, or a backoff), or throws `failure` when none is left in budget or time. */
+        const retryOrThrow = async (failure: UpstreamError, retryAt?: number): Promise<void> => {
+            if (retries >= this.retry.maxRetries) throw failure;
+            retries += 1;
+            if (retryAt === undefined) return this.backoff(retries, deadline, req.signal, endpoint, failure);
+            if (retryAt > deadline) throw failure;
+            await this.pauseUntil(retryAt, req.signal, endpoint);
+        };
 
         for (;;) {
             if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
@@ -196,7 +223,6 @@ export class UpstreamHttp {
             if (remaining <= 0) throw lastFailure ?? upstreamTimeout(this.options.deadlineMs, { endpoint });
             const attemptMs = Math.min(this.options.attemptTimeoutMs, remaining);
             const signal = req.signal ? AbortSignal.any([AbortSignal.timeout(attemptMs), req.signal]) : AbortSignal.timeout(attemptMs);
-            const attemptStarted = this.clock.now();
             // The slot first, the key second: a request that queued behind others must see the 429s and revocations
             // they met, not the key that looked healthy when it joined the queue (a storm of concurrent calls would
             // otherwise send every queued request to a key already known to be resting).
@@ -206,95 +232,93 @@ export class UpstreamHttp {
             } catch (error) {
                 if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
                 lastFailure = upstreamTimeout(attemptMs, { endpoint, cause: error });
-                if (retries >= this.retry.maxRetries) throw lastFailure;
-                retries += 1;
-                await this.backoff(retries, deadline, req.signal, endpoint, lastFailure);
+                await retryOrThrow(lastFailure);
                 continue;
             }
             const choice = this.keys.choose(this.clock.now());
-            if (choice.kind !== 'key') release();
-            if (choice.kind === 'none') {
-                throw choice.reason === 'no-keys' ? noApiKey() : allKeysRevoked(choice.fingerprints, { endpoint });
-            }
-            if (choice.kind === 'wait') {
+            if (choice.kind !== 'key') {
+                release();
+                if (choice.kind === 'none') throw choice.reason === 'no-keys' ? noApiKey() : allKeysRevoked(choice.fingerprints, { endpoint });
                 const failure =
                     choice.reason === 'exhausted' ? quotaExhausted('', { endpoint, status: 429 }) : rateLimited(choice.untilMs, this.clock.now(), { endpoint });
-                if (choice.untilMs > deadline || retries >= this.retry.maxRetries) throw failure;
-                retries += 1;
-                await this.pauseUntil(choice.untilMs, req.signal, endpoint);
+                await retryOrThrow(failure, choice.untilMs);
                 continue;
             }
 
-            let response: RawResponse;
+            let verdict: Verdict;
             try {
-                response = await this.send(url, choice.key, signal);
-            } catch (error) {
+                verdict = await this.attempt({ url, endpoint, choice, signal, attemptMs, callerSignal: req.signal });
+            } finally {
                 release();
-                if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
-                this.keys.report(choice.key, { kind: 'failed' }, this.clock.now());
-                const timedOut = error instanceof Error && (error.name === 'TimeoutError' || /timeout/i.test(error.name + (error as { code?: string }).code));
-                lastFailure = timedOut
-                    ? upstreamTimeout(attemptMs, { endpoint, cause: error })
-                    : upstreamUnavailable('connection failed', { endpoint, cause: error });
-                this.logger.debug('upstream attempt failed', { endpoint, key: choice.fingerprint, error: lastFailure.code, ms: this.clock.now() - attemptStarted });
-                if (retries >= this.retry.maxRetries) throw lastFailure;
-                retries += 1;
-                await this.backoff(retries, deadline, req.signal, endpoint, lastFailure);
+            }
+            if (verdict.kind === 'answer') return verdict.page;
+            if (verdict.kind === 'next-key') {
+                lastFailure = verdict.failure ?? lastFailure;
                 continue;
             }
-            release();
-
-            const now = this.clock.now();
-            this.logger.debug('upstream attempt', { endpoint, key: choice.fingerprint, status: response.status, ms: now - attemptStarted });
-            const message = this.upstreamMessage(envelopeMessage(response.text));
-            const status = response.status;
-
-            if (status === 402 || ((status === 401 || status === 403 || status === 429) && QUOTA_MESSAGE.test(message))) {
-                this.keys.report(choice.key, { kind: 'exhausted', untilMs: now + this.retry.exhaustedCooldownMs }, now);
-                this.logger.warn('API key quota used up; trying the next key', { key: choice.fingerprint });
-                lastFailure = quotaExhausted(message, { endpoint, status });
-                continue;
-            }
-            if (status === 401 || status === 403) {
-                this.keys.report(choice.key, { kind: 'revoked' }, now);
-                this.logger.warn('API key rejected as invalid or revoked; trying the next key', { key: choice.fingerprint, status });
-                continue;
-            }
-            if (status === 429) {
-                // `Retry-After: 0` (or a date already past) would hand the same key straight back, and since a 429 moves on
-                // without spending a retry, one call would loop request after request until its deadline. A limited key
-                // rests at least the base backoff, so waiting for it goes through the 'wait' branch, which counts retries.
-                const retryAt = Math.max(
-                    parseRetryAfter(response.headers['retry-after'], now) ?? now + this.retry.defaultRetryAfterMs,
-                    now + this.retry.backoffBaseMs
-                );
-                this.keys.report(choice.key, { kind: 'rate-limited', untilMs: retryAt }, now);
-                this.logger.info('API key rate limited', { key: choice.fingerprint, retryInMs: retryAt - now });
-                continue;
-            }
-            if (RETRYABLE_STATUS.has(status)) {
-                this.keys.report(choice.key, { kind: 'failed' }, now);
-                lastFailure = upstreamUnavailable(`HTTP ${status}`, { endpoint, status });
-                if (retries >= this.retry.maxRetries) throw lastFailure;
-                retries += 1;
-                const retryAt = parseRetryAfter(response.headers['retry-after'], now);
-                if (retryAt !== undefined) {
-                    if (retryAt > deadline) throw lastFailure;
-                    await this.pause(retryAt - now, req.signal, endpoint);
-                } else {
-                    await this.backoff(retries, deadline, req.signal, endpoint, lastFailure);
-                }
-                continue;
-            }
-            this.keys.report(choice.key, { kind: 'ok' }, now);
-            if (status === 404) throw notFound(`the endpoint ${endpoint}`, { endpoint });
-            if (status < 200 || status >= 300) throw upstreamRejected(message || `HTTP ${status}`, { endpoint, status });
-            return { rows: this.unwrap(response.text, endpoint), servedBy: choice.fingerprint };
+            lastFailure = verdict.failure;
+            await retryOrThrow(verdict.failure, verdict.retryAt);
         }
     }
 
     async close(): Promise<void> {
         if (this.ownsDispatcher && this.dispatcher) await (await this.dispatcher).close();
+    }
+
+    /** One request with one key. Throws when the call is over (cancelled, or an answer no retry would change). */
+    private async attempt({ url, endpoint, choice, signal, attemptMs, callerSignal }: Attempt): Promise<Verdict> {
+        const started = this.clock.now();
+        let response: RawResponse;
+        try {
+            response = await this.send(url, choice.key, signal);
+        } catch (error) {
+            if (callerSignal?.aborted) throw cancelled({ endpoint, cause: callerSignal.reason });
+            this.keys.report(choice.key, { kind: 'failed' }, this.clock.now());
+            const timedOut = error instanceof Error && (error.name === 'TimeoutError' || /timeout/i.test(error.name + (error as { code?: string }).code));
+            const failure = timedOut ? upstreamTimeout(attemptMs, { endpoint, cause: error }) : upstreamUnavailable('connection failed', { endpoint, cause: error });
+            this.logger.debug('upstream attempt failed', { endpoint, key: choice.fingerprint, error: failure.code, ms: this.clock.now() - started });
+            return { kind: 'retry', failure };
+        }
+        const now = this.clock.now();
+        this.logger.debug('upstream attempt', { endpoint, key: choice.fingerprint, status: response.status, ms: now - started });
+        return this.judge(response, choice, endpoint, now);
+    }
+
+    /** What an answer means: the key's health is reported here, and terminal answers are thrown as typed errors. */
+    private judge(response: RawResponse, choice: ChosenKey, endpoint: string, now: number): Verdict {
+        const message = this.upstreamMessage(envelopeMessage(response.text));
+        const status = response.status;
+        if (status === 402 || ((status === 401 || status === 403 || status === 429) && QUOTA_MESSAGE.test(message))) {
+            this.keys.report(choice.key, { kind: 'exhausted', untilMs: now + this.retry.exhaustedCooldownMs }, now);
+            this.logger.warn('API key quota used up; trying the next key', { key: choice.fingerprint });
+            return { kind: 'next-key', failure: quotaExhausted(message, { endpoint, status }) };
+        }
+        if (status === 401 || status === 403) {
+            this.keys.report(choice.key, { kind: 'revoked' }, now);
+            this.logger.warn('API key rejected as invalid or revoked; trying the next key', { key: choice.fingerprint, status });
+            return { kind: 'next-key' };
+        }
+        if (status === 429) {
+            // `Retry-After: 0` (or a date already past) would hand the same key straight back, and since a 429 moves on
+            // without spending a retry, one call would loop request after request until its deadline. A limited key
+            // rests at least the base backoff, so waiting for it goes through the key choice, which counts retries.
+            const retryAt = Math.max(
+                parseRetryAfter(response.headers['retry-after'], now) ?? now + this.retry.defaultRetryAfterMs,
+                now + this.retry.backoffBaseMs
+            );
+            this.keys.report(choice.key, { kind: 'rate-limited', untilMs: retryAt }, now);
+            this.logger.info('API key rate limited', { key: choice.fingerprint, retryInMs: retryAt - now });
+            return { kind: 'next-key' };
+        }
+        if (RETRYABLE_STATUS.has(status)) {
+            this.keys.report(choice.key, { kind: 'failed' }, now);
+            const retryAt = parseRetryAfter(response.headers['retry-after'], now);
+            return { kind: 'retry', failure: upstreamUnavailable(`HTTP ${status}`, { endpoint, status }), ...(retryAt === undefined ? {} : { retryAt }) };
+        }
+        this.keys.report(choice.key, { kind: 'ok' }, now);
+        if (status === 404) throw notFound(`the endpoint ${endpoint}`, { endpoint });
+        if (status < 200 || status >= 300) throw upstreamRejected(message || `HTTP ${status}`, { endpoint, status });
+        return { kind: 'answer', page: { rows: this.unwrap(response.text, endpoint), servedBy: choice.fingerprint } };
     }
 
     private unwrap(text: string, endpoint: string): unknown[] {

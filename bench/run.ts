@@ -202,6 +202,10 @@ async function main(): Promise<void> {
             coldStdio: { medianMs: round(median(questions.map(q => q.coldMs)), 1), p95Ms: round(percentile(questions.map(q => q.coldMs), 95), 1) },
             startup: { starts: startup.length, medianMs: round(median(startup), 1), p95Ms: round(percentile(startup, 95), 1) },
             toolDefinitionsBytes: Buffer.byteLength(JSON.stringify(definitions.tools)),
+            // What a model is shown of a tool: its name, description and input schema; output schemas are for the client.
+            toolDefinitionsModelBytes: Buffer.byteLength(
+                JSON.stringify(definitions.tools.map(tool => ({ name: tool.name, description: tool.description, inputSchema: tool.inputSchema })))
+            ),
             http
         };
 
@@ -229,7 +233,7 @@ async function main(): Promise<void> {
             `warm call over stdio          median ${summary.warmStdio.medianMs} ms, p95 ${summary.warmStdio.p95Ms} ms over ${summary.warmStdio.calls} calls, ${summary.warmStdio.upstreamCalls} upstream calls (all server + transport overhead)`,
             `warm call in process          median ${summary.warmInProcess.medianMs} ms, p95 ${summary.warmInProcess.p95Ms} ms (server overhead without stdio)`,
             `start-up to tools/list        median ${summary.startup.medianMs} ms, p95 ${summary.startup.p95Ms} ms over ${summary.startup.starts} starts`,
-            `tool definitions              ${summary.toolDefinitionsBytes} bytes (read once per session)`,
+            `tool definitions              ${summary.toolDefinitionsBytes} bytes in tools/list, ${summary.toolDefinitionsModelBytes} of them name, description and input schema (what a model reads)`,
             '',
             formatHttpBench(http)
         ];

@@ -1,8 +1,34 @@
+/**
+ * A local fake of the Token Metrics Data API (v2) on 127.0.0.1 with an ephemeral port: the `{ success, message,
+ * length, data }` envelope around rows shaped like the real API's (see data.ts and
+ * `test/fixtures/upstream/README.md` for where each shape comes from), a record of every call, and faults on
+ * demand (latency, statuses, 429s, truncated bodies, `success: false`, type drift, one field given another value,
+ * 403 "not in your plan", connection resets).
+ *
+ * Filters follow the documented parameters: `token_id`, `symbol` (case-insensitive) and `token_name` (comma
+ * lists). `token_name` is matched case-sensitively: whether the real API folds case is unconfirmed, so the fake
+ * takes the strict side and a client has to send names as the user typed them and title-cased.
+ */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { FakeWorld, type FakeToken } from './data.js';
+import { FakeWorld, rowDay, type DayRange, type FakeToken, type Row } from './data.js';
 
-export { FakeWorld } from './data.js';
+export {
+    DATE_FIELDS,
+    FakeWorld,
+    FIXTURE_LAG_DAYS,
+    FIXTURE_NAMES,
+    FIXTURE_NEWEST_DAY,
+    fixture,
+    fixtureSource,
+    fixturesDir,
+    mulberry32,
+    rowDay,
+    type DayRange,
+    type FakeToken,
+    type FixtureName,
+    type Row
+} from './data.js';
 
 /** One request as the fake saw it. The key is kept so tests can assert which key served a call. */
 export interface FakeCall {
@@ -25,7 +51,12 @@ export type Fault =
     | { kind: 'rate-limit'; retryAfter?: string }
     | { kind: 'truncated' }
     | { kind: 'success-false'; message: string }
+    /** Every number in every row becomes `{ value }`, as a changed upstream serializer might send. */
     | { kind: 'drift' }
+    /** That field (matched case-insensitively, wherever present) becomes `value` in every served row. */
+    | { kind: 'drift-field'; field: string; value: unknown }
+    /** 403 with `{ success: false, message }`: the key is valid but the endpoint is not in its plan. */
+    | { kind: 'forbidden'; message: string }
     | { kind: 'reset' };
 
 export interface FaultRule {
@@ -46,25 +77,26 @@ export interface FakeUpstreamOptions {
     latencyMs?: number;
 }
 
-/** The endpoints the fake serves, as the upstream names them. */
+/**
+ * The endpoints the fake serves, as the upstream names them. The retired `/trader-grades`, `/investor-grades`
+ * and `/hourly-trading-signals` are not here, so they answer 404.
+ */
 export const ENDPOINTS = [
     '/tokens',
     '/price',
     '/tm-grade',
-    '/trader-grades',
-    '/investor-grades',
+    '/tm-grade-history',
+    '/fundamental-grade',
+    '/technology-grade',
     '/trading-signals',
-    '/hourly-trading-signals',
+    '/daily-ohlcv',
     '/moonshot-tokens',
-    '/daily-ohlcv'
+    '/market-metrics'
 ] as const;
 
 const DAY_MS = 86_400_000;
 
-/**
- * A local fake of the Token Metrics Data API on 127.0.0.1 with an ephemeral port. It serves the
- * envelope and row shapes of DESIGN.md section 5, records every call, and injects faults on demand.
- */
+/** The fake upstream server. Start it with `FakeUpstream.start()`; `baseUrl` is what TOKEN_METRICS_BASE_URL should be. */
 export class FakeUpstream {
     readonly calls: FakeCall[] = [];
     /** Highest number of requests in flight at once since the last reset. */
@@ -227,6 +259,8 @@ export class FakeUpstream {
                         });
                     case 'success-false':
                         return send(200, JSON.stringify({ success: false, message: fault.message, length: 0, data: [] }));
+                    case 'forbidden':
+                        return send(403, JSON.stringify({ success: false, message: fault.message }));
                     default:
                         break;
                 }
@@ -238,6 +272,7 @@ export class FakeUpstream {
             if ('error' in result) return send(400, JSON.stringify({ success: false, message: result.error }));
             let rows = result.rows;
             if (faults.some(fault => fault.kind === 'drift')) rows = rows.map(drift);
+            for (const fault of faults) if (fault.kind === 'drift-field') rows = rows.map(row => driftField(row, fault.field, fault.value));
             const body = JSON.stringify({ success: true, message: 'Data fetched successfully', length: rows.length, data: rows });
             if (faults.some(fault => fault.kind === 'truncated')) return send(200, body.slice(0, Math.floor(body.length / 2)));
             send(200, body);
@@ -248,13 +283,13 @@ export class FakeUpstream {
         }
     }
 
-    private route(path: string, params: URLSearchParams): { rows: Array<Record<string, unknown>> } | { error: string } {
+    private route(path: string, params: URLSearchParams): { rows: Row[] } | { error: string } {
         const world = this.world;
         const limit = Number(params.get('limit') ?? 50);
         const page = Number(params.get('page') ?? 1);
         if (!Number.isInteger(limit) || limit < 1 || limit > 100) return { error: 'limit must be between 1 and 100' };
         if (!Number.isInteger(page) || page < 1) return { error: 'page must be a positive integer' };
-        const paginate = (rows: Array<Record<string, unknown>>) => ({ rows: rows.slice((page - 1) * limit, page * limit) });
+        const paginate = (rows: Row[]) => ({ rows: rows.slice((page - 1) * limit, page * limit) });
         const list = (name: string) =>
             (params.get(name) ?? '')
                 .split(',')
@@ -264,24 +299,32 @@ export class FakeUpstream {
         const ids = list('token_id');
         if (ids.some(id => !/^\d+$/.test(id))) return { error: 'token_id must be a comma-separated list of integers' };
         const symbols = list('symbol').map(symbol => symbol.toUpperCase());
-        const names = list('token_name').map(name => name.toLowerCase());
+        // Case-sensitive on purpose: see the note at the top of this file.
+        const names = list('token_name');
         const filtered = (): FakeToken[] =>
             world.tokens.filter(
                 token =>
                     (ids.length === 0 || ids.includes(String(token.id))) &&
-                    (symbols.length === 0 || symbols.includes(token.symbol)) &&
-                    (names.length === 0 || names.includes(token.name.toLowerCase()))
+                    (symbols.length === 0 || symbols.includes(token.symbol.toUpperCase())) &&
+                    (names.length === 0 || names.includes(token.name))
             );
-        const days = (): number | { error: string } => {
+        /** `startDate`/`endDate` (both, YYYY-MM-DD, at most 29 days apart) or neither (null: the latest day). */
+        const range = (): DayRange | null | { error: string } => {
             const start = params.get('startDate');
             const end = params.get('endDate');
-            if (!start && !end) return 1;
-            if (!start || !end || !/^\d{4}-\d{2}-\d{2}$/.test(start) || !/^\d{4}-\d{2}-\d{2}$/.test(end)) {
-                return { error: 'startDate and endDate must be YYYY-MM-DD' };
-            }
+            if (!start && !end) return null;
+            const valid = (day: string | null): day is string => !!day && /^\d{4}-\d{2}-\d{2}$/.test(day) && !Number.isNaN(Date.parse(day));
+            if (!valid(start) || !valid(end)) return { error: 'startDate and endDate must be YYYY-MM-DD' };
             const span = (Date.parse(end) - Date.parse(start)) / DAY_MS;
             if (span < 0 || span > 29) return { error: 'date range must be at most 29 days' };
-            return span + 1;
+            return { start, end };
+        };
+        /** Rows of several tokens, newest day first (stable within a day, in token order). */
+        const newestFirst = (rows: Row[]) => rows.sort((a, b) => (rowDay(b) ?? '').localeCompare(rowDay(a) ?? ''));
+        const dated = (rowsOf: (token: FakeToken, days: DayRange | undefined) => Row[]) => {
+            const days = range();
+            if (days && 'error' in days) return days;
+            return paginate(newestFirst(filtered().flatMap(token => rowsOf(token, days ?? undefined))));
         };
 
         switch (path) {
@@ -292,28 +335,25 @@ export class FakeUpstream {
                 return paginate(filtered().map(token => world.priceRow(token)));
             case '/tm-grade':
                 return paginate(filtered().map(token => world.tmGradeRow(token)));
-            case '/trader-grades':
-                return paginate(filtered().map(token => world.traderGradeRow(token)));
-            case '/investor-grades':
-                return paginate(filtered().map(token => world.investorGradeRow(token)));
-            case '/trading-signals': {
-                const span = days();
-                if (typeof span !== 'number') return span;
-                return paginate(filtered().flatMap(token => world.tradingSignalRows(token, span)));
-            }
-            case '/hourly-trading-signals': {
-                if (ids.length !== 1) return { error: 'token_id is required' };
-                return paginate(filtered().flatMap(token => world.hourlySignalRows(token)));
-            }
+            case '/tm-grade-history':
+                return dated((token, days) => world.tmGradeHistoryRows(token, days));
+            case '/fundamental-grade':
+                return paginate(filtered().map(token => world.fundamentalGradeRow(token)));
+            case '/technology-grade':
+                return paginate(filtered().map(token => world.technologyGradeRow(token)));
+            case '/trading-signals':
+                return dated((token, days) => world.tradingSignalRows(token, days));
+            case '/daily-ohlcv':
+                return dated((token, days) => world.ohlcvRows(token, days));
             case '/moonshot-tokens': {
                 const type = params.get('type') ?? 'active';
                 if (type !== 'active' && type !== 'past') return { error: 'type must be active or past' };
                 return paginate(world.moonshotRows(type));
             }
-            case '/daily-ohlcv': {
-                const span = days();
-                if (typeof span !== 'number') return span;
-                return paginate(filtered().flatMap(token => world.ohlcvRows(token, span)));
+            case '/market-metrics': {
+                const days = range();
+                if (days && 'error' in days) return days;
+                return paginate(world.marketMetricsRows(days ?? undefined));
             }
             default:
                 return { error: 'unknown endpoint' };
@@ -322,6 +362,12 @@ export class FakeUpstream {
 }
 
 /** Drifted types: numbers become objects, as a changed upstream serializer might send. */
-function drift(row: Record<string, unknown>): Record<string, unknown> {
+function drift(row: Row): Row {
     return Object.fromEntries(Object.entries(row).map(([name, value]) => [name, typeof value === 'number' ? { value } : value]));
+}
+
+/** One field (any case) replaced by `value`, where the row has it. */
+function driftField(row: Row, field: string, value: unknown): Row {
+    const wanted = field.toLowerCase();
+    return Object.fromEntries(Object.entries(row).map(([name, current]) => [name, name.toLowerCase() === wanted ? value : current]));
 }

@@ -1,17 +1,27 @@
 import * as z from 'zod';
-import type { Token } from '../src/api/schemas.js';
+import type { Token } from '../src/domain/market.js';
 
 /** A token reference as users type it: symbol, name or numeric id. */
 export const TokenRef = z
     .union([z.string().trim().min(1).max(64), z.number().int().positive().max(1e12)])
     .transform(value => String(value));
 
+const staleAge = z.number().nullable().describe('null when fresh; otherwise the age in seconds of cached data served because the upstream failed.');
+
+/** For answers with no date of their own (prices): when they were fetched. */
 export const Freshness = {
-    as_of: z.string().describe('When the upstream produced this data (ISO 8601, UTC).'),
-    stale_age_s: z
-        .number()
-        .nullable()
-        .describe('null when fresh; otherwise the age in seconds of cached data served because the upstream failed.')
+    as_of: z.string().describe('When this data was fetched from the upstream (ISO 8601, UTC).'),
+    stale_age_s: staleAge
+};
+
+/**
+ * For answers whose rows carry their own date: the data's day and the fetch time are different things (a row
+ * fetched now may describe a day four days ago), and a model must not present old rows as "now".
+ */
+export const DatedFreshness = {
+    data_date: z.string().nullable().describe("The upstream data's own day (YYYY-MM-DD); null when its rows carry no date."),
+    fetched_at: z.string().describe('When this data was fetched from the upstream (ISO 8601, UTC).'),
+    stale_age_s: staleAge
 };
 
 export const Alternative = z.object({

@@ -1,9 +1,9 @@
 import * as z from 'zod';
 import { CANDLE_DAYS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
-import { Alternative, Freshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
-import { freshnessLine } from './format.js';
+import { datedFreshnessLine } from './format.js';
 
 /** The market bellwethers a signal is compared with (DESIGN.md section 6): macro move or token-specific? */
 const BELLWETHERS = [
@@ -25,22 +25,23 @@ export const ExplainSignalOutput = z.object({
     symbol: z.string(),
     name: z.string(),
     token_id: z.number().int(),
-    signal: z.enum(['bullish', 'bearish', 'neutral']).nullable().describe('The current daily trading signal; null when there is none.'),
-    since: z.string().nullable().describe('First day (YYYY-MM-DD) of the current signal run.'),
-    since_is_lower_bound: z.boolean().describe('True when the signal held for the whole 29-day window, so it started on or before `since`.'),
+    signal: z.enum(['bullish', 'bearish', 'neutral']).nullable().describe('The current trend (the last bullish or bearish signal); null when there is no signal history.'),
+    since: z.string().nullable().describe('The day (YYYY-MM-DD) the current trend began: its latest flip.'),
+    since_is_lower_bound: z.boolean().describe('True when no flip is among the rows received, so the trend began on or before `since`.'),
+    signal_rows: z.number().int().describe('Daily signal rows the history checks are based on.'),
     trader_grade: z.number().nullable(),
     grade_band: z.string().nullable().describe('high conviction (>= 80), trend forming (60-79), neutral (50-59) or deteriorating (< 50).'),
     checks: z.array(Check),
     summary: z.string(),
     alternatives: z.array(Alternative),
-    ...Freshness
+    ...DatedFreshness
 });
 
 export const explainSignal = defineTool({
     name: 'explain_signal',
     title: 'Explain a bullish/bearish signal',
     description:
-        "Explains a token's current Token Metrics trading signal (bullish, bearish or neutral): since when, the trader grade and its band, and confirming checks with evidence " +
+        "Explains a token's current Token Metrics trend (bullish, bearish or neutral): since when, the trader grade and its band, and confirming checks with evidence " +
         '(volume vs price, whether BTC/ETH agree, how fresh the flip is, how often it flipped, grade momentum), plus what could not be checked. ' +
         'Costs 2 upstream credits on a cache miss (29 days of signals for the token, BTC and ETH in one call, and daily candles); cached 1 h. ' +
         'Use for "is ETH bullish right now, and why?". Informational, not investment advice.',
@@ -71,20 +72,23 @@ export const explainSignal = defineTool({
             signal: analysis.signal,
             since: analysis.since,
             since_is_lower_bound: analysis.sinceIsLowerBound,
+            signal_rows: analysis.rows,
             trader_grade: analysis.traderGrade,
             grade_band: analysis.gradeBand,
             checks: analysis.checks,
             summary: analysis.summary,
             alternatives: alternativesOf(alternatives),
-            as_of: iso(Math.min(signals.fetchedAt, candles.fetchedAt)),
+            data_date: analysis.dataDate,
+            fetched_at: iso(Math.min(signals.fetchedAt, candles.fetchedAt)),
             stale_age_s: staleAges.length > 0 ? Math.max(...staleAges) : null
         };
         const mark = { pass: '+', fail: '-', unknown: '?' } as const;
+        const since = analysis.since ? ` since ${analysis.sinceIsLowerBound ? 'at least ' : ''}${analysis.since}` : '';
         const lines = [
-            `${token.symbol} (${token.name}): ${analysis.signal ?? 'no signal'}${analysis.since ? ` since ${analysis.sinceIsLowerBound ? 'at least ' : ''}${analysis.since}` : ''}`,
+            `${token.symbol} (${token.name}): ${analysis.signal ?? 'no signal'}${since}, per ${analysis.rows} daily signal row(s)`,
             ...analysis.checks.map(check => `[${mark[check.status]}] ${check.name}: ${check.evidence}`),
             analysis.summary,
-            freshnessLine(structured.as_of, structured.stale_age_s)
+            datedFreshnessLine(structured.data_date, structured.fetched_at, structured.stale_age_s)
         ];
         const note = ambiguityNote(input, token, alternatives);
         if (note) lines.push(note);

@@ -29,7 +29,12 @@ function trim(value: number): string {
 
 export function pct(value: number | null, digits = 1): string {
     if (value === null) return 'n/a';
-    return `${value > 0 ? '+' : ''}${value.toFixed(digits)}%`;
+    return `${signedNumber(value, digits)}%`;
+}
+
+/** `+1.2`, `-0.5`, `0.0`. */
+export function signedNumber(value: number, digits = 1): string {
+    return `${value > 0 ? '+' : ''}${value.toFixed(digits)}`;
 }
 
 export function grade(value: number | null): string {
@@ -46,6 +51,12 @@ export function utc(isoOrMs: string | number): string {
 export function freshnessLine(asOf: string, staleAgeS: number | null): string {
     if (staleAgeS === null) return `as of ${utc(asOf)}`;
     return `as of ${utc(asOf)} (STALE: upstream unavailable, cached ${age(staleAgeS)} ago)`;
+}
+
+/** "data of 2025-04-10, fetched 2026-11-25 16:52 UTC": the day the rows describe comes first, since that is what "now" means here. */
+export function datedFreshnessLine(dataDate: string | null, fetchedAt: string, staleAgeS: number | null): string {
+    const fetched = freshnessLine(fetchedAt, staleAgeS).replace(/^as of/, 'fetched');
+    return dataDate === null ? `data undated, ${fetched}` : `data of ${dataDate}, ${fetched}`;
 }
 
 export function age(seconds: number): string {

@@ -1,13 +1,22 @@
 import * as z from 'zod';
-import { isUpstreamError } from '../src/api/errors.js';
-import { Alternative, Freshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
-import { READ_ONLY_OPEN_WORLD, defineTool, type ToolDeps } from './define.js';
-import { freshnessLine, grade, pct } from './format.js';
 import { SIGNAL_HISTORY_DAYS, gradeBand } from '../src/analysis/signal-checks.js';
+import { isUpstreamError, type UpstreamError } from '../src/api/errors.js';
+import type { Sourced } from '../src/cache/market-service.js';
+import { newestFirst } from '../src/domain/market.js';
+import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
+import { datedFreshnessLine, grade, pct, signedNumber } from './format.js';
+
+const EXTRA_SOURCES = ['fundamental', 'technology'] as const;
 
 export const GetGradesInput = z.object({
-    symbol: TokenRef.describe('One token: symbol, name or numeric Token Metrics id, e.g. "SOL", "solana" or 3988.')
+    symbol: TokenRef.describe('One token: symbol, name or numeric Token Metrics id, e.g. "SOL", "solana" or 3988.'),
+    include: z
+        .array(z.enum(EXTRA_SOURCES))
+        .max(2)
+        .optional()
+        .describe('Extra grades, 1 credit each on a cache miss: "fundamental" (grade and class), "technology".')
 });
 
 const nullableGrade = (what: string) => z.number().nullable().describe(`${what}; null when the upstream does not provide it.`);
@@ -16,24 +25,39 @@ export const GetGradesOutput = z.object({
     symbol: z.string(),
     name: z.string(),
     token_id: z.number().int(),
-    trader_grade: nullableGrade('Short-term AI trader grade, 0-100'),
-    trader_grade_band: z.string().nullable().describe('What the trader grade means: high conviction (>= 80), trend forming (60-79), neutral (50-59), deteriorating (< 50).'),
-    investor_grade: nullableGrade('Long-term AI investor grade, 0-100'),
     tm_grade: nullableGrade('Token Metrics overall TM grade, 0-100'),
-    fundamental_grade: nullableGrade('Fundamental grade, 0-100'),
-    signal_label: z.string().nullable().describe('The TM grade signal, e.g. bullish, bearish or neutral.'),
-    trader_grade_change_24h_pct: z.number().nullable(),
-    not_available: z.array(z.string()).describe('Grade sources the upstream does not serve any more, so their fields are null.'),
+    tm_grade_signal: z.string().nullable().describe('The TM grade signal: Strong Buy, Buy, Neutral, Sell or Strong Sell.'),
+    momentum: z.string().nullable().describe('The TM grade momentum, e.g. "Gaining Momentum".'),
+    tm_grade_change_24h_pts: z.number().nullable().describe('Change of the TM grade over 24 h, in grade points.'),
+    tm_grade_change_24h_pct: z.number().nullable().describe('Change of the TM grade over 24 h, in percent.'),
+    trader_grade: nullableGrade('Short-term AI trader grade, 0-100, from the newest daily signal row'),
+    trader_grade_band: z.string().nullable().describe('high conviction (>= 80), trend forming (60-79), neutral (50-59), deteriorating (< 50).'),
+    investor_grade: nullableGrade('Long-term AI investor grade, 0-100, from the newest daily signal row'),
+    fundamental_grade: nullableGrade('Fundamental grade, 0-100 (from include "fundamental", or the TM grade row when it carries one)'),
+    fundamental_class: z.string().nullable().describe('The fundamental grade class, as the upstream names it.'),
+    technology_grade: nullableGrade('Technology grade, 0-100 (include "technology")'),
+    unavailable: z.array(z.string()).describe('Sources that could not be read for this answer, and why; their fields are null.'),
     alternatives: z.array(Alternative),
-    ...Freshness
+    ...DatedFreshness
 });
 
-async function latestSignalRow({ market }: ToolDeps, tokenId: number, signal: AbortSignal) {
+interface Unavailable {
+    source: string;
+    error: UpstreamError;
+}
+
+/**
+ * A source that is not in the user's plan (or is gone) must not cost the whole answer: its fields are null and
+ * `unavailable` says why. Outages and other failures still fail the call.
+ */
+async function optional<T>(source: string, read: () => Promise<Sourced<T[]>>, unavailable: Unavailable[]): Promise<Sourced<T[]> | null> {
     try {
-        const history = await market.tradingSignals([tokenId], SIGNAL_HISTORY_DAYS, signal);
-        return { row: history.data.find(row => row.tokenId === tokenId) ?? null, fetchedAt: history.fetchedAt, staleAgeS: history.staleAgeS };
+        return await read();
     } catch (error) {
-        if (isUpstreamError(error) && error.code === 'NOT_FOUND') return null;
+        if (isUpstreamError(error) && (error.code === 'NOT_IN_PLAN' || error.code === 'NOT_FOUND')) {
+            unavailable.push({ source, error });
+            return null;
+        }
         throw error;
     }
 }
@@ -42,55 +66,81 @@ export const getGrades = defineTool({
     name: 'get_grades',
     title: 'AI grades for a token',
     description:
-        "Token Metrics AI grades for one token: trader grade (short-term, 0-100), investor grade (long-term), TM grade, fundamental grade, the grade's signal label and the 24 h trader-grade change. " +
-        'Costs 2 upstream credits on a cache miss (grades and the signal history, shared with explain_signal); cached 1 h. ' +
-        'Use for "what is SOL\'s trader grade?"; use explain_signal to ask why a token is bullish or bearish.',
+        "Token Metrics AI grades for one token: TM grade with its signal (Strong Buy..Strong Sell), momentum and 24 h change, plus the trader (short-term) and investor (long-term) grades. " +
+        'Costs 2 credits on a cache miss (the signal history is shared with explain_signal), +1 per `include`; cached 1 h. ' +
+        'Use for "what is SOL\'s trader grade?"; explain_signal says why a token is bullish or bearish.',
     inputSchema: GetGradesInput,
     outputSchema: GetGradesOutput,
     annotations: { title: 'AI grades for a token', ...READ_ONLY_OPEN_WORLD },
-    async handler({ symbol }, deps, signal) {
-        const resolved = await deps.resolver.resolveOne(symbol, signal);
+    async handler({ symbol, include }, { resolver, market }, signal) {
+        const resolved = await resolver.resolveOne(symbol, signal);
         if (!('token' in resolved)) throw unresolvedError(unresolvedLine(resolved));
         const { token, alternatives, input } = resolved.token;
-        const [grades, latest] = await Promise.all([deps.market.grades([token.tokenId], signal), latestSignalRow(deps, token.tokenId, signal)]);
-        const tm = grades.data.tm?.find(row => row.tokenId === token.tokenId) ?? null;
-        const trader = grades.data.trader?.find(row => row.tokenId === token.tokenId) ?? null;
-        const investor = grades.data.investor?.find(row => row.tokenId === token.tokenId) ?? null;
-        const notAvailable: string[] = [];
-        if (grades.data.tm === null) notAvailable.push('tm-grade');
-        if (grades.data.tm === null && grades.data.trader === null) notAvailable.push('trader-grades');
-        if (grades.data.tm === null && grades.data.investor === null) notAvailable.push('investor-grades');
-        if (latest === null) notAvailable.push('trading-signals');
+        const ids = [token.tokenId];
+        const extras = new Set(include ?? []);
+        const unavailable: Unavailable[] = [];
+        const [tm, signals, fundamental, technology] = await Promise.all([
+            optional('tm-grade', () => market.tmGrades(ids, signal), unavailable),
+            optional('trading-signals', () => market.tradingSignals(ids, SIGNAL_HISTORY_DAYS, signal), unavailable),
+            extras.has('fundamental') ? optional('fundamental-grade', () => market.fundamentalGrades(ids, signal), unavailable) : null,
+            extras.has('technology') ? optional('technology-grade', () => market.technologyGrades(ids, signal), unavailable) : null
+        ]);
+        // With neither main source there is nothing to answer: say why, rather than a row of nulls.
+        if (tm === null && signals === null) throw unavailable[0]!.error;
+        const tmRow = tm?.data[0] ?? null;
+        // The trader and investor grades of today's API come with the daily signal rows; the newest row is the current one.
+        const latest = [...(signals?.data ?? [])].filter(row => row.traderGrade !== null || row.investorGrade !== null).sort(newestFirst)[0] ?? null;
+        const fundamentalRow = fundamental?.data[0] ?? null;
+        const technologyRow = technology?.data[0] ?? null;
+        const sources = [tm, signals, fundamental, technology].filter((source): source is Sourced<never[]> => source !== null);
+        const staleAges = sources.flatMap(source => (source.staleAgeS === null ? [] : [source.staleAgeS]));
+        const traderGrade = latest?.traderGrade ?? null;
 
-        const traderGrade = latest?.row?.traderGrade ?? trader?.traderGrade ?? null;
-        const fetchedAt = Math.min(grades.fetchedAt, latest?.fetchedAt ?? Infinity);
-        const staleAges = [grades.staleAgeS, latest?.staleAgeS ?? null].filter((age): age is number => age !== null);
         const structured = {
             symbol: token.symbol,
             name: token.name,
             token_id: token.tokenId,
+            tm_grade: tmRow?.tmGrade ?? null,
+            tm_grade_signal: tmRow?.signalLabel ?? null,
+            momentum: tmRow?.momentum ?? null,
+            tm_grade_change_24h_pts: tmRow?.change24hPts ?? null,
+            tm_grade_change_24h_pct: tmRow?.change24hPct ?? null,
             trader_grade: traderGrade,
             trader_grade_band: traderGrade === null ? null : gradeBand(traderGrade),
-            investor_grade: latest?.row?.investorGrade ?? investor?.investorGrade ?? null,
-            tm_grade: tm?.tmGrade ?? null,
-            fundamental_grade: tm?.fundamentalGrade ?? investor?.fundamentalGrade ?? null,
-            signal_label: tm?.signal ?? latest?.row?.signal ?? null,
-            trader_grade_change_24h_pct: tm?.traderGradeChange24hPct ?? trader?.traderGradeChange24hPct ?? null,
-            not_available: notAvailable,
+            investor_grade: latest?.investorGrade ?? null,
+            fundamental_grade: fundamentalRow?.fundamentalGrade ?? tmRow?.fundamentalGrade ?? null,
+            fundamental_class: fundamentalRow?.fundamentalClass ?? tmRow?.fundamentalClass ?? null,
+            technology_grade: technologyRow?.technologyGrade ?? null,
+            unavailable: unavailable.map(({ source, error }) => `${source}: ${error.code === 'NOT_IN_PLAN' ? 'not in your plan' : 'not served upstream'}`),
             alternatives: alternativesOf(alternatives),
-            as_of: iso(fetchedAt),
+            data_date: latest?.date?.slice(0, 10) ?? null,
+            fetched_at: iso(Math.min(...sources.map(source => source.fetchedAt))),
             stale_age_s: staleAges.length > 0 ? Math.max(...staleAges) : null
         };
-        const lines = [
-            `${structured.symbol} (${structured.name}, id ${structured.token_id})`,
-            `Trader grade ${grade(structured.trader_grade)}${structured.trader_grade_band ? ` (${structured.trader_grade_band})` : ''}, 24h ${pct(structured.trader_grade_change_24h_pct)}`,
-            `Investor grade ${grade(structured.investor_grade)} | TM grade ${grade(structured.tm_grade)} | fundamental ${grade(structured.fundamental_grade)}`,
-            `Signal: ${structured.signal_label ?? 'n/a'}`,
-            freshnessLine(structured.as_of, structured.stale_age_s)
-        ];
-        if (notAvailable.length > 0) lines.push(`Not available upstream: ${notAvailable.join(', ')}.`);
-        const note = ambiguityNote(input, token, alternatives);
-        if (note) lines.push(note);
-        return { structured, text: lines.join('\n') };
+        return { structured, text: render(structured, extras, ambiguityNote(input, token, alternatives)) };
     }
 });
+
+function render(grades: z.output<typeof GetGradesOutput>, extras: ReadonlySet<string>, note: string | null): string {
+    const label = [grades.tm_grade_signal, grades.momentum].filter(Boolean).join(', ');
+    const change =
+        grades.tm_grade_change_24h_pts === null && grades.tm_grade_change_24h_pct === null
+            ? ''
+            : `, 24h ${grades.tm_grade_change_24h_pts === null ? 'n/a' : `${signedNumber(grades.tm_grade_change_24h_pts)} pts`} (${pct(grades.tm_grade_change_24h_pct)})`;
+    const lines = [
+        `${grades.symbol} (${grades.name}, id ${grades.token_id})`,
+        `TM grade ${grade(grades.tm_grade)}${label ? ` (${label})` : ''}${change}`,
+        `Trader grade ${grade(grades.trader_grade)}${grades.trader_grade_band ? ` (${grades.trader_grade_band})` : ''} | investor grade ${grade(grades.investor_grade)}` +
+            (grades.data_date ? `, from the ${grades.data_date} signal row` : '')
+    ];
+    const more: string[] = [];
+    if (grades.fundamental_grade !== null || extras.has('fundamental')) {
+        more.push(`fundamental ${grade(grades.fundamental_grade)}${grades.fundamental_class ? ` (${grades.fundamental_class})` : ''}`);
+    }
+    if (extras.has('technology')) more.push(`technology ${grade(grades.technology_grade)}`);
+    if (more.length > 0) lines.push(more.join(' | '));
+    lines.push(datedFreshnessLine(grades.data_date, grades.fetched_at, grades.stale_age_s));
+    if (grades.unavailable.length > 0) lines.push(`Unavailable: ${grades.unavailable.join('; ')}.`);
+    if (note) lines.push(note);
+    return lines.join('\n');
+}

@@ -1,7 +1,7 @@
 import * as z from 'zod';
-import { Freshness, iso } from './common.js';
+import { DatedFreshness, iso } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
-import { age, compactUsd, freshnessLine, pct, table } from './format.js';
+import { age, compactUsd, datedFreshnessLine, pct, table } from './format.js';
 
 export const ListMoonshotsInput = z.object({
     type: z.enum(['active', 'past']).default('active').describe('"active": current picks; "past": closed picks with their ROI.'),
@@ -13,12 +13,13 @@ export const ListMoonshotsInput = z.object({
 const Moonshot = z.object({
     symbol: z.string().nullable(),
     name: z.string().nullable(),
-    token_id: z.number().int().nullable(),
+    token_id: z.number().int().nullable().describe('Moonshot rows carry no token id: null unless the upstream sent one; pass the symbol or name to other tools.'),
     trader_grade: z.number().nullable(),
     market_cap_usd: z.number().nullable(),
     volume_24h_usd: z.number().nullable(),
     moonshot_at: z.string().nullable().describe('When the token was picked (ISO 8601).'),
-    roi_pct: z.number().nullable().describe('Return since the pick, for past picks; null while active.')
+    moonshot_end_at: z.string().nullable().describe('When a past pick was closed (ISO 8601); null while active.'),
+    roi_pct: z.number().nullable().describe('Return since the pick in percent: live for an active pick, final for a past one.')
 });
 
 export const ListMoonshotsOutput = z.object({
@@ -26,17 +27,14 @@ export const ListMoonshotsOutput = z.object({
     moonshots: z.array(Moonshot),
     matched: z.number().int().describe('Picks matching the filters, before the limit.'),
     total: z.number().int().describe('Picks the upstream returned, before filters.'),
-    ...Freshness
+    ...DatedFreshness
 });
-
-/** Symbols are cut so a 50-row table stays well inside the model's budget. */
-const SYMBOL_WIDTH = 8;
 
 export const listMoonshots = defineTool({
     name: 'list_moonshots',
     title: 'Moonshot picks',
     description:
-        'Token Metrics "moonshot" picks: small tokens its AI flags for outsized upside (active), or closed picks with their ROI (past). ' +
+        'Token Metrics "moonshot" picks: small tokens its AI flags for outsized upside (active, with live ROI), or closed picks with their end date and final ROI (past). ' +
         'Filter by max market cap and min trader grade. Costs 1 upstream credit per type, cached 15 min (any limit or filter reuses it). ' +
         'High risk by nature; informational, not investment advice.',
     inputSchema: ListMoonshotsInput,
@@ -57,24 +55,32 @@ export const listMoonshots = defineTool({
             market_cap_usd: pick.marketCapUsd,
             volume_24h_usd: pick.volume24hUsd,
             moonshot_at: pick.moonshotAt,
+            moonshot_end_at: pick.moonshotEndAt,
             roi_pct: pick.roiPct
         }));
-        const structured = { type, moonshots, matched: matching.length, total: picks.data.length, as_of: iso(picks.fetchedAt), stale_age_s: picks.staleAgeS };
+        const structured = {
+            type,
+            moonshots,
+            matched: matching.length,
+            total: picks.data.length,
+            data_date: newestDay(picks.data.flatMap(pick => [pick.moonshotAt, pick.moonshotEndAt, pick.lastSignalAt])),
+            fetched_at: iso(picks.fetchedAt),
+            stale_age_s: picks.staleAgeS
+        };
         const now = clock.now();
-        const header = type === 'past' ? ['SYMBOL', 'TG', 'MCAP', 'VOL24H', 'PICKED', 'ROI'] : ['SYMBOL', 'TG', 'MCAP', 'VOL24H', 'PICKED'];
-        const rows = moonshots.map(pick => {
-            const picked = pick.moonshot_at ? `${age(Math.max(0, (now - Date.parse(pick.moonshot_at)) / 1000))} ago` : 'n/a';
-            const cells = [
-                (pick.symbol ?? '?').slice(0, SYMBOL_WIDTH),
-                pick.trader_grade === null ? 'n/a' : pick.trader_grade.toFixed(0),
-                compactUsd(pick.market_cap_usd),
-                compactUsd(pick.volume_24h_usd),
-                picked
-            ];
-            return type === 'past' ? [...cells, pct(pick.roi_pct, 0)] : cells;
-        });
+        const ago = (date: string | null) => (date && !Number.isNaN(Date.parse(date)) ? `${age(Math.max(0, (now - Date.parse(date)) / 1000))} ago` : 'n/a');
+        const header = ['SYMBOL', 'TG', 'MCAP', 'VOL24H', 'PICKED', ...(type === 'past' ? ['ENDED'] : []), 'ROI'];
+        const rows = moonshots.map(pick => [
+            pick.symbol ?? pick.name ?? '?',
+            pick.trader_grade === null ? 'n/a' : pick.trader_grade.toFixed(0),
+            compactUsd(pick.market_cap_usd),
+            compactUsd(pick.volume_24h_usd),
+            ago(pick.moonshot_at),
+            ...(type === 'past' ? [pick.moonshot_end_at?.slice(0, 10) ?? 'n/a'] : []),
+            pct(pick.roi_pct, 0)
+        ]);
         const lines = [
-            `${moonshots.length} of ${matching.length} matching ${type} moonshots (${picks.data.length} total), ${freshnessLine(structured.as_of, structured.stale_age_s)}`
+            `${moonshots.length} of ${matching.length} matching ${type} moonshots (${picks.data.length} total), ${datedFreshnessLine(structured.data_date, structured.fetched_at, structured.stale_age_s)}`
         ];
         if (moonshots.length > 0) lines.push(table([header, ...rows]));
         else lines.push('No pick matches these filters; loosen max_market_cap_usd or min_trader_grade.');
@@ -82,3 +88,9 @@ export const listMoonshots = defineTool({
         return { structured, text: lines.join('\n') };
     }
 });
+
+/** The newest day among the rows' own dates: picks, closes and last signals. */
+function newestDay(dates: ReadonlyArray<string | null>): string | null {
+    const days = dates.flatMap(date => (date === null || Number.isNaN(Date.parse(date)) ? [] : [new Date(date).toISOString().slice(0, 10)]));
+    return days.length === 0 ? null : days.reduce((a, b) => (a > b ? a : b));
+}

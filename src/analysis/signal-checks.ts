@@ -1,4 +1,4 @@
-import type { DailyOhlcv, SignalDirection, TradingSignal } from '../api/schemas.js';
+import { directionOf, type DailyOhlcv, type SignalDirection, type TradingSignal } from '../domain/market.js';
 
 /**
  * The domain rules of DESIGN.md section 6, as pure functions: what a signal is, since when, and which
@@ -23,6 +23,10 @@ export interface SignalAnalysis {
     /** First day of the current signal run; a lower bound when `sinceIsLowerBound`. */
     since: string | null;
     sinceIsLowerBound: boolean;
+    /** The newest signal row's own day: what "current" means for this answer. */
+    dataDate: string | null;
+    /** Daily signal rows the analysis had, which is what its history checks can speak for. */
+    rows: number;
     traderGrade: number | null;
     gradeBand: string | null;
     checks: SignalCheck[];
@@ -47,29 +51,59 @@ const fmt = (value: number, digits = 2) => value.toLocaleString('en-US', { maxim
 const signed = (value: number) => `${value > 0 ? '+' : ''}${value.toFixed(1)}%`;
 const change = (from: number, to: number) => ((to - from) / Math.abs(from)) * 100;
 
-/** Rows with a known signal, newest first. */
+/** Rows with a known direction and date, newest first. */
 function known(history: readonly TradingSignal[]): TradingSignal[] {
-    return history.filter(row => row.signal !== null && row.date !== null).sort((a, b) => b.date!.localeCompare(a.date!));
+    return history.filter(row => row.trend !== null && row.date !== null).sort((a, b) => b.date!.localeCompare(a.date!));
 }
 
-/** The current signal, the first day of its run, and how many times it flipped in the window. */
-export function currentRun(history: readonly TradingSignal[]): { signal: SignalDirection | null; since: string | null; lowerBound: boolean; flips: number } {
+/** A flip day: the strategy fired (non-zero `TRADING_SIGNAL`), or the trend differs from the day before. */
+function isFlip(rows: readonly TradingSignal[], i: number): boolean {
+    const row = rows[i]!;
+    const before = rows[i + 1];
+    return (row.event !== null && row.event !== 0) || (before !== undefined && before.trend !== row.trend);
+}
+
+export interface SignalRun {
+    signal: SignalDirection | null;
+    /** The latest flip day, or the oldest row when the window holds no flip (then `lowerBound`). */
+    since: string | null;
+    lowerBound: boolean;
+    flips: number;
+    /** Rows with a direction, and the days they span. */
+    rows: number;
+    newest: string | null;
+    oldest: string | null;
+}
+
+/**
+ * The current direction is the newest row's `TOKEN_TREND` (the state); the day it began is the latest flip day, where
+ * `TRADING_SIGNAL` fired or the trend changed. A row's `TRADING_SIGNAL` of 0 says "no new signal today", not "neutral".
+ */
+export function currentRun(history: readonly TradingSignal[]): SignalRun {
     const rows = known(history);
     const first = rows[0];
-    if (!first) return { signal: null, since: null, lowerBound: false, flips: 0 };
-    let since = first.date;
-    let lowerBound = true;
-    for (const row of rows.slice(1)) {
-        if (row.signal !== first.signal) {
-            lowerBound = false;
-            break;
-        }
-        since = row.date;
-    }
-    let flips = 0;
-    for (let i = 1; i < rows.length; i++) if (rows[i]!.signal !== rows[i - 1]!.signal) flips += 1;
-    return { signal: first.signal, since, lowerBound, flips };
+    if (!first) return { signal: null, since: null, lowerBound: false, flips: 0, rows: 0, newest: null, oldest: null };
+    const flipAt = rows.findIndex((_, i) => isFlip(rows, i));
+    const flips = rows.filter((_, i) => isFlip(rows, i)).length;
+    const oldest = rows[rows.length - 1]!.date!;
+    return {
+        signal: directionOf(first.trend!),
+        since: day(flipAt >= 0 ? rows[flipAt]!.date! : oldest),
+        lowerBound: flipAt < 0,
+        flips,
+        rows: rows.length,
+        newest: day(first.date!),
+        oldest: day(oldest)
+    };
 }
+
+/** "3 daily rows (2025-04-08 to 2025-04-10)": what a history check actually saw. */
+function coverage(run: Pick<SignalRun, 'rows' | 'newest' | 'oldest'>): string {
+    const span = run.rows > 1 ? ` (${run.oldest} to ${run.newest})` : run.newest ? ` (${run.newest})` : '';
+    return `${run.rows} daily row${run.rows === 1 ? '' : 's'}${span}`;
+}
+
+const day = (date: string): string => date.slice(0, 10);
 
 function daysBetween(from: string, toMs: number): number {
     return Math.max(0, Math.floor((toMs - Date.parse(`${from.slice(0, 10)}T00:00:00Z`)) / 86_400_000));
@@ -83,12 +117,16 @@ function volumeCheck(signal: SignalDirection, candles: readonly DailyOhlcv[]): S
     const latest = rows[0];
     const weekAgo = rows[7];
     if (!latest || !weekAgo || recent.length < 4 || prior.length < 4) {
-        return { name, status: 'unknown', evidence: `Not enough daily candles with volume (${rows.length} days) to compare the last 7 days with the 7 before.` };
+        return {
+            name,
+            status: 'unknown',
+            evidence: `Only ${rows.length} daily candle row(s) with a close: not enough to compare the last 7 days' volume with the 7 before.`
+        };
     }
     const avg = (list: readonly DailyOhlcv[]) => list.reduce((sum, candle) => sum + candle.volume!, 0) / list.length;
     const priceMove = change(weekAgo.close!, latest.close!);
     const volumeMove = change(avg(prior), avg(recent));
-    const evidence = `7d price ${signed(priceMove)} (${fmt(weekAgo.close!, 6)} on ${weekAgo.date} -> ${fmt(latest.close!, 6)} on ${latest.date}); average daily volume ${signed(volumeMove)} vs the 7 days before.`;
+    const evidence = `7d price ${signed(priceMove)} (${fmt(weekAgo.close!, 6)} on ${day(weekAgo.date!)} -> ${fmt(latest.close!, 6)} on ${day(latest.date!)}); average daily volume ${signed(volumeMove)} vs the 7 days before.`;
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
     const priceWithSignal = signal === 'bullish' ? priceMove > 0 : priceMove < 0;
     return { name, status: priceWithSignal && volumeMove > 0 ? 'pass' : 'fail', evidence };
@@ -105,27 +143,32 @@ function marketCheck(signal: SignalDirection, peers: readonly PeerSignal[]): Sig
     return { name, status: agree === withSignal.length ? 'pass' : 'fail', evidence };
 }
 
-function timingCheck(signal: SignalDirection, since: string | null, lowerBound: boolean, candles: readonly DailyOhlcv[], nowMs: number): SignalCheck {
+function timingCheck(signal: SignalDirection, run: SignalRun, candles: readonly DailyOhlcv[], nowMs: number): SignalCheck {
     const name = 'flip_timing';
+    const since = run.since;
     if (!since) return { name, status: 'unknown', evidence: 'No signal history.' };
+    if (run.lowerBound) {
+        return { name, status: 'unknown', evidence: `No flip in the ${coverage(run)} received: the signal began on or before ${since}.` };
+    }
     const age = daysBetween(since, nowMs);
-    if (lowerBound) return { name, status: 'unknown', evidence: `The signal has held for the whole ${SIGNAL_HISTORY_DAYS}-day window (since at least ${since}); the flip date is older.` };
-    const atFlip = candles.find(candle => candle.date?.slice(0, 10) === since.slice(0, 10) && candle.close !== null);
+    const atFlip = candles.find(candle => candle.date?.slice(0, 10) === since && candle.close !== null);
     const latest = candles.find(candle => candle.close !== null);
     if (!atFlip || !latest) return { name, status: 'unknown', evidence: `Flipped ${age} day(s) ago on ${since}; no candle for that day to measure the move since.` };
     const move = change(atFlip.close!, latest.close!);
-    const evidence = `Flipped ${age} day(s) ago on ${since}; price ${signed(move)} since (${fmt(atFlip.close!, 6)} -> ${fmt(latest.close!, 6)}).`;
+    const evidence = `Flipped ${age} day(s) ago on ${since}; price ${signed(move)} since (${fmt(atFlip.close!, 6)} -> ${fmt(latest.close!, 6)} on ${day(latest.date!)}).`;
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
     const moveWithSignal = signal === 'bullish' ? move : -move;
     // Early in the move is the useful part of a signal; after a 15% run most of it is usually priced in.
     return { name, status: age <= 14 && moveWithSignal < 15 ? 'pass' : 'fail', evidence };
 }
 
-function stabilityCheck(signal: SignalDirection, flips: number, days: number): SignalCheck {
+function stabilityCheck(signal: SignalDirection, run: SignalRun): SignalCheck {
     const name = 'signal_stability';
-    const evidence = `${flips} flip(s) in the last ${days} days of daily signals.`;
+    const evidence = `${run.flips} flip(s) in ${coverage(run)}.`;
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
-    return { name, status: flips <= 2 ? 'pass' : 'fail', evidence: flips > 2 ? `${evidence} Repeated flips mean a choppy, low-conviction trend.` : evidence };
+    // Fewer than a week of rows cannot show choppiness either way.
+    if (run.rows < 7) return { name, status: 'unknown', evidence: `${evidence} Too few rows to judge stability.` };
+    return { name, status: run.flips <= 2 ? 'pass' : 'fail', evidence: run.flips > 2 ? `${evidence} Repeated flips mean a choppy, low-conviction trend.` : evidence };
 }
 
 function momentumCheck(signal: SignalDirection, history: readonly TradingSignal[]): SignalCheck {
@@ -133,9 +176,11 @@ function momentumCheck(signal: SignalDirection, history: readonly TradingSignal[
     const rows = known(history).filter(row => row.traderGrade !== null);
     const latest = rows[0];
     const weekAgo = rows.find(row => latest && daysBetween(row.date!, Date.parse(`${latest.date!.slice(0, 10)}T00:00:00Z`)) >= 7);
-    if (!latest || !weekAgo) return { name, status: 'unknown', evidence: 'Not enough trader-grade history to measure a 7-day change.' };
+    if (!latest || !weekAgo) {
+        return { name, status: 'unknown', evidence: `Trader grades in ${rows.length} daily row(s) only: not enough to measure a 7-day change.` };
+    }
     const delta = latest.traderGrade! - weekAgo.traderGrade!;
-    const evidence = `Trader grade ${fmt(weekAgo.traderGrade!, 1)} on ${weekAgo.date} -> ${fmt(latest.traderGrade!, 1)} on ${latest.date} (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} pts).`;
+    const evidence = `Trader grade ${fmt(weekAgo.traderGrade!, 1)} on ${day(weekAgo.date!)} -> ${fmt(latest.traderGrade!, 1)} on ${day(latest.date!)} (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} pts).`;
     if (signal === 'neutral' || Math.abs(delta) < 1) return { name, status: 'unknown', evidence: `${evidence} Flat or no active call.` };
     return { name, status: (signal === 'bullish' ? delta > 0 : delta < 0) ? 'pass' : 'fail', evidence };
 }
@@ -156,6 +201,8 @@ export function analyseSignal(input: {
             signal: null,
             since: null,
             sinceIsLowerBound: false,
+            dataDate: null,
+            rows: 0,
             traderGrade: latestGrade,
             gradeBand: band,
             checks: [],
@@ -165,8 +212,8 @@ export function analyseSignal(input: {
     const checks: SignalCheck[] = [
         volumeCheck(run.signal, input.candles),
         marketCheck(run.signal, input.peers),
-        timingCheck(run.signal, run.since, run.lowerBound, input.candles, input.nowMs),
-        stabilityCheck(run.signal, run.flips, SIGNAL_HISTORY_DAYS),
+        timingCheck(run.signal, run, input.candles, input.nowMs),
+        stabilityCheck(run.signal, run),
         momentumCheck(run.signal, input.history),
         { name: 'narrative_fit', status: 'unknown', evidence: 'Narrative and sector strength are not in the data this server reads: check news and sector peers yourself.' }
     ];
@@ -174,6 +221,8 @@ export function analyseSignal(input: {
         signal: run.signal,
         since: run.since,
         sinceIsLowerBound: run.lowerBound,
+        dataDate: run.newest,
+        rows: run.rows,
         traderGrade: latestGrade,
         gradeBand: band,
         checks,

@@ -1,33 +1,39 @@
-import * as z from 'zod';
 import type { Clock } from '../clock.js';
-import type { Logger } from '../logger.js';
-import { invalidInput, isUpstreamError, schemaDrift } from './errors.js';
-import type { QueryValue, UpstreamHttp } from './http.js';
 import {
-    DailyOhlcvRow,
-    HourlySignalRow,
-    InvestorGradeRow,
-    MoonshotRow,
-    PriceRow,
-    TmGradeRow,
-    TokenRow,
-    TraderGradeRow,
-    TradingSignalRow,
+    newestFirst,
     type DailyOhlcv,
-    type HourlySignal,
-    type InvestorGrade,
+    type FundamentalGrade,
     type Moonshot,
+    type MoonshotType,
     type Price,
+    type TechnologyGrade,
     type TmGrade,
     type Token,
-    type TraderGrade,
     type TradingSignal
+} from '../domain/market.js';
+import type { Logger } from '../logger.js';
+import { DriftMonitor } from './drift.js';
+import { invalidInput, schemaDrift } from './errors.js';
+import type { QueryValue, UpstreamHttp } from './http.js';
+import { parseRows } from './parse-rows.js';
+import {
+    DailyOhlcvRow,
+    FundamentalGradeRow,
+    MoonshotRow,
+    PriceRow,
+    TechnologyGradeRow,
+    TmGradeRow,
+    TokenRow,
+    TradingSignalRow,
+    type RowSchema
 } from './schemas.js';
 
 /** The upstream caps `limit` at 100 rows per page. */
 export const MAX_PAGE_SIZE = 100;
 /** Date ranges are limited to 29 days per request. */
 export const MAX_RANGE_DAYS = 29;
+/** A listing is read at most this many pages deep: a filter that matches more is not a lookup any more. */
+const MAX_PAGES = 20;
 
 export interface TokenQuery {
     symbols?: readonly string[];
@@ -35,26 +41,15 @@ export interface TokenQuery {
     ids?: readonly number[];
 }
 
-export type MoonshotType = 'active' | 'past';
-
-/**
- * Grades with the legacy fallback: `tm` is null when `/tm-grade` is gone (404), and then `trader` and
- * `investor` come from the older endpoints, each null when that endpoint is gone as well.
- */
-export interface GradeSources {
-    tm: TmGrade[] | null;
-    trader: TraderGrade[] | null;
-    investor: InvestorGrade[] | null;
-}
-
-/** What the tools need from the upstream, as domain types. The cache implements the same interface. */
+/** What the tools need from the upstream, as domain types. The cache offers the same methods, with freshness. */
 export interface MarketData {
     tokens(query: TokenQuery, signal?: AbortSignal): Promise<Token[]>;
     prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Price[]>;
-    grades(tokenIds: readonly number[], signal?: AbortSignal): Promise<GradeSources>;
+    tmGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TmGrade[]>;
+    fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<FundamentalGrade[]>;
+    technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TechnologyGrade[]>;
     /** Daily signal rows over the last `days` days (at most 29), newest first. */
     tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<TradingSignal[]>;
-    hourlySignals(tokenId: number, signal?: AbortSignal): Promise<HourlySignal[]>;
     moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Moonshot[]>;
     /** Daily candles over the last `days` days (at most 29), newest first. */
     dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<DailyOhlcv[]>;
@@ -70,15 +65,23 @@ const SQL_FRAGMENT = /--|(?<![\p{L}\p{N}])'|'(?![\p{L}\p{N}])/u;
 
 /** Whether a symbol or name can be sent as a `/tokens` filter value. */
 export const isValidFilterValue = (value: string): boolean => FILTER_VALUE.test(value) && !SQL_FRAGMENT.test(value);
-/** How long a missing `/tm-grade` sends calls straight to the legacy endpoints before it is tried again. */
-const TM_GRADE_RETRY_MS = 3_600_000;
 
-const isoDate = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
-
-function checkIds(ids: readonly number[]): void {
+/** Throws for anything that is not a positive safe integer: one bad id would otherwise fail a whole merged request. */
+export function checkIds(ids: readonly number[]): void {
     for (const id of ids) {
         if (!Number.isSafeInteger(id) || id <= 0) throw invalidInput(`"${String(id).slice(0, 20)}" is not a token id.`);
     }
+}
+
+/** `days` as the upstream takes it: a whole number of days, 1 to 29, so 30 and 29 are the same question. */
+export function clampDays(days: number): number {
+    if (!Number.isFinite(days)) throw invalidInput('The number of days must be a number.');
+    return Math.max(1, Math.min(MAX_RANGE_DAYS, Math.floor(days)));
+}
+
+/** "shiba inu" or "SHIBA INU" -> "Shiba Inu": how the upstream writes most names, in case its `token_name` filter is case-sensitive. */
+export function titleCase(name: string): string {
+    return name.replace(/[\p{L}\p{N}']+/gu, word => word.charAt(0).toUpperCase() + word.slice(1).toLowerCase());
 }
 
 function checkFilterValues(kind: string, values: readonly string[]): void {
@@ -95,22 +98,28 @@ function chunk<T>(items: readonly T[], size: number): T[][] {
     return chunks;
 }
 
+const isoDate = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+const unique = <T>(values: readonly T[]): T[] => [...new Set(values)];
+
 /**
- * Typed Token Metrics client: one method per endpoint the tools need, rows parsed into domain types,
+ * Typed Token Metrics client: one method per endpoint the tools need, rows parsed field by field into domain types,
  * paging and id batching handled here. Knows HTTP shapes, nothing of MCP.
  */
 export class TokenMetricsClient implements MarketData {
-    private tmGradeMissingUntil = 0;
+    readonly drift: DriftMonitor;
 
     constructor(
         private readonly http: UpstreamHttp,
         private readonly clock: Clock,
-        private readonly logger: Logger
-    ) {}
+        logger: Logger
+    ) {
+        this.drift = new DriftMonitor(logger);
+    }
 
     async tokens(query: TokenQuery, signal?: AbortSignal): Promise<Token[]> {
         const symbols = query.symbols ?? [];
-        const names = query.names ?? [];
+        // The name filter may be case-sensitive upstream (unconfirmed): send each name as typed and title-cased, in one list.
+        const names = unique((query.names ?? []).flatMap(name => [name.trim(), titleCase(name.trim())]));
         const ids = query.ids ?? [];
         checkFilterValues('symbol', symbols);
         checkFilterValues('name', names);
@@ -120,105 +129,89 @@ export class TokenMetricsClient implements MarketData {
             ...chunk(names, MAX_PAGE_SIZE).map(part => ({ token_name: part.join(',') })),
             ...chunk(ids, MAX_PAGE_SIZE).map(part => ({ token_id: part.join(',') }))
         ];
-        const pages = await Promise.all(requests.map(params => this.pages('/tokens', params, TokenRow, signal)));
+        const pages = await Promise.all(requests.map(params => this.pages(TokenRow, params, signal)));
         return pages.flat();
     }
 
-    async prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Price[]> {
-        checkIds(tokenIds);
-        const ids = [...new Set(tokenIds)];
-        const parts = await Promise.all(chunk(ids, MAX_PAGE_SIZE).map(part => this.page('/price', { token_id: part.join(','), limit: MAX_PAGE_SIZE }, PriceRow, signal)));
-        return parts.flat();
+    prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Price[]> {
+        return this.byIds(PriceRow, tokenIds, signal);
     }
 
-    async grades(tokenIds: readonly number[], signal?: AbortSignal): Promise<GradeSources> {
-        checkIds(tokenIds);
-        const ids = [...new Set(tokenIds)];
-        if (this.clock.now() >= this.tmGradeMissingUntil) {
-            const tm = await this.orMissing(this.batched('/tm-grade', ids, TmGradeRow, signal));
-            if (tm) return { tm, trader: null, investor: null };
-            this.tmGradeMissingUntil = this.clock.now() + TM_GRADE_RETRY_MS;
-            this.logger.warn('/tm-grade is missing upstream; using /trader-grades and /investor-grades');
-        }
-        const [trader, investor] = await Promise.all([
-            this.orMissing(this.batched('/trader-grades', ids, TraderGradeRow, signal)),
-            this.orMissing(this.batched('/investor-grades', ids, InvestorGradeRow, signal))
-        ]);
-        return { tm: null, trader, investor };
+    tmGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TmGrade[]> {
+        return this.byIds(TmGradeRow, tokenIds, signal);
+    }
+
+    fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<FundamentalGrade[]> {
+        return this.byIds(FundamentalGradeRow, tokenIds, signal);
+    }
+
+    technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TechnologyGrade[]> {
+        return this.byIds(TechnologyGradeRow, tokenIds, signal);
     }
 
     async tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<TradingSignal[]> {
         checkIds(tokenIds);
+        const range = this.range(days);
         const rows = await Promise.all(
-            chunk([...new Set(tokenIds)], MAX_PAGE_SIZE).map(part =>
-                this.pages('/trading-signals', { token_id: part.join(','), ...this.range(days) }, TradingSignalRow, signal)
-            )
+            chunk(unique(tokenIds), MAX_PAGE_SIZE).map(part => this.pages(TradingSignalRow, { token_id: part.join(','), ...range }, signal))
         );
         return rows.flat().sort(newestFirst);
-    }
-
-    async hourlySignals(tokenId: number, signal?: AbortSignal): Promise<HourlySignal[]> {
-        checkIds([tokenId]);
-        return this.page('/hourly-trading-signals', { token_id: tokenId }, HourlySignalRow, signal);
     }
 
     async moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Moonshot[]> {
         if (type !== 'active' && type !== 'past') throw invalidInput(`Moonshot type must be "active" or "past".`);
         const bounded = Math.max(1, Math.min(MAX_PAGE_SIZE, Math.floor(limit)));
-        return this.page('/moonshot-tokens', { type, limit: bounded, page: 1 }, MoonshotRow, signal);
+        return this.page(MoonshotRow, { type, limit: bounded, page: 1 }, signal);
     }
 
     async dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<DailyOhlcv[]> {
         checkIds([tokenId]);
-        const rows = await this.pages('/daily-ohlcv', { token_id: tokenId, ...this.range(days) }, DailyOhlcvRow, signal);
+        const rows = await this.pages(DailyOhlcvRow, { token_id: tokenId, ...this.range(days) }, signal);
         return rows.sort(newestFirst);
     }
 
     /** `startDate`/`endDate` covering the last `days` days, clamped to the upstream's 29-day window. */
     private range(days: number): { startDate: string; endDate: string } {
-        const span = Math.max(1, Math.min(MAX_RANGE_DAYS, Math.floor(days)));
+        const span = clampDays(days);
         const now = this.clock.now();
         return { startDate: isoDate(now - span * 86_400_000), endDate: isoDate(now) };
     }
 
-    private async batched<T>(path: string, ids: readonly number[], schema: z.ZodType<T>, signal?: AbortSignal): Promise<T[]> {
-        const parts = await Promise.all(chunk(ids, MAX_PAGE_SIZE).map(part => this.page(path, { token_id: part.join(','), limit: MAX_PAGE_SIZE }, schema, signal)));
+    private async byIds<T>(schema: RowSchema<T>, tokenIds: readonly number[], signal?: AbortSignal): Promise<T[]> {
+        checkIds(tokenIds);
+        const parts = await Promise.all(
+            chunk(unique(tokenIds), MAX_PAGE_SIZE).map(part => this.page(schema, { token_id: part.join(','), limit: MAX_PAGE_SIZE }, signal))
+        );
         return parts.flat();
     }
 
-    /** A 404 on an endpoint means it is gone: `null`, so the caller can say "not available". */
-    private async orMissing<T>(call: Promise<T>): Promise<T | null> {
-        try {
-            return await call;
-        } catch (error) {
-            if (isUpstreamError(error) && error.code === 'NOT_FOUND') return null;
-            throw error;
-        }
-    }
-
     /** Every page of a filtered listing, one request per 100 rows. */
-    private async pages<T>(path: string, query: Record<string, QueryValue>, schema: z.ZodType<T>, signal?: AbortSignal): Promise<T[]> {
+    private async pages<T>(schema: RowSchema<T>, query: Record<string, QueryValue>, signal?: AbortSignal): Promise<T[]> {
         const rows: T[] = [];
-        for (let page = 1; page <= 20; page++) {
-            const batch = await this.page(path, { ...query, limit: MAX_PAGE_SIZE, page }, schema, signal);
-            rows.push(...batch);
-            if (batch.length < MAX_PAGE_SIZE) break;
+        for (let page = 1; page <= MAX_PAGES; page++) {
+            const { parsed, received } = await this.fetch(schema, { ...query, limit: MAX_PAGE_SIZE, page }, signal);
+            rows.push(...parsed);
+            if (received < MAX_PAGE_SIZE) break;
         }
         return rows;
     }
 
-    private async page<T>(path: string, query: Record<string, QueryValue>, schema: z.ZodType<T>, signal?: AbortSignal): Promise<T[]> {
-        const { rows } = await this.http.getRows({ path, query, ...(signal ? { signal } : {}) });
-        const parsed = z.array(schema).safeParse(rows);
-        if (!parsed.success) {
-            const issue = parsed.error.issues[0];
-            const where = issue ? `${issue.path.slice(1).join('.') || 'row'}: ${issue.message}` : 'rows';
-            throw schemaDrift(`${path} ${where}`, { endpoint: path, status: 200, cause: parsed.error });
-        }
-        return parsed.data;
+    private async page<T>(schema: RowSchema<T>, query: Record<string, QueryValue>, signal?: AbortSignal): Promise<T[]> {
+        return (await this.fetch(schema, query, signal)).parsed;
     }
-}
 
-function newestFirst<T extends { date: string | null }>(a: T, b: T): number {
-    return (b.date ?? '').localeCompare(a.date ?? '');
+    /**
+     * One request, parsed per field. Odd fields are reported and become null; rows without their identity are dropped
+     * and counted. Only an answer whose every row had to be dropped is drift as a whole: it answered nothing usable.
+     */
+    private async fetch<T>(schema: RowSchema<T>, query: Record<string, QueryValue>, signal?: AbortSignal): Promise<{ parsed: T[]; received: number }> {
+        const { rows } = await this.http.getRows({ path: schema.endpoint, query, ...(signal ? { signal } : {}) });
+        const parsed = parseRows(schema, rows);
+        this.drift.record(schema.endpoint, parsed);
+        if (parsed.rows.length === 0 && parsed.dropped > 0) {
+            const identity = [...schema.identity, ...schema.identityAny].map(key => schema.fields[key]!.names[0]).join(' or ');
+            throw schemaDrift(`${schema.endpoint}: none of its ${parsed.dropped} rows has ${identity}`, { endpoint: schema.endpoint, status: 200 });
+        }
+        return { parsed: parsed.rows, received: rows.length };
+    }
 }

@@ -6,6 +6,7 @@
 export type ErrorCode =
     | 'NO_API_KEY'
     | 'AUTH_REVOKED'
+    | 'NOT_IN_PLAN'
     | 'RATE_LIMITED'
     | 'QUOTA_EXHAUSTED'
     | 'NOT_FOUND'
@@ -117,12 +118,37 @@ export const callDeadlinePassed = (options?: UpstreamErrorOptions): UpstreamErro
         { status: 0, ...options }
     );
 
+/**
+ * The upstream's format changed under us. Repeating the question would get the same answer (and spend another
+ * credit), so the hint sends the user to `doctor` and the maintainers, never to "try again later".
+ */
 export const schemaDrift = (detail: string, options?: UpstreamErrorOptions): UpstreamError =>
     new UpstreamError(
         'SCHEMA_DRIFT',
         `The Token Metrics API answered in an unexpected format (${detail}).`,
-        'The upstream may have changed; try again later, and report it to the crypto-intel-mcp maintainers if it persists.',
+        'Its format has changed: run `crypto-intel-mcp doctor` to see which fields, and report its output to the crypto-intel-mcp maintainers. Other tools may still work.',
         options
+    );
+
+/**
+ * A 403 that does not call the key invalid: the plan does not include this endpoint. The key stays in service for
+ * the endpoints it does include.
+ */
+export const notInPlan = (endpoint: string, upstreamMessage: string, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'NOT_IN_PLAN',
+        `Your Token Metrics plan does not include ${endpoint}${upstreamMessage ? ` ("${upstreamMessage}")` : ''}.`,
+        'This is not a fault of the key, which keeps serving the other tools; upgrading the plan on tokenmetrics.com unlocks this one.',
+        { status: 403, endpoint, ...options }
+    );
+
+/** A failure remembered briefly so that repeating the question does not pay for the same failure again. */
+export const rememberedFailure = (error: UpstreamError, secondsLeft: number): UpstreamError =>
+    new UpstreamError(
+        error.code,
+        error.message,
+        `${error.hint} (This failure is remembered for another ${secondsLeft < 120 ? `${secondsLeft} s` : `${Math.ceil(secondsLeft / 60)} min`}, so asking again now spends no credit.)`,
+        { status: error.status, ...(error.endpoint === undefined ? {} : { endpoint: error.endpoint }), cause: error }
     );
 
 export const upstreamRejected = (upstreamMessage: string, options?: UpstreamErrorOptions): UpstreamError =>

@@ -8,6 +8,7 @@ import {
     isUpstreamError,
     noApiKey,
     notFound,
+    notInPlan,
     quotaExhausted,
     rateLimited,
     schemaDrift,
@@ -77,6 +78,13 @@ const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
  * key for its Retry-After, not set it aside for an hour.
  */
 const QUOTA_MESSAGE = /quota|credits?\b|monthly (?:limit|usage)|plan limit|upgrade your plan/i;
+const QUOTA_USED_MESSAGE = /quota|credits?\b|monthly (?:limit|usage)/i;
+
+/**
+ * A 403 means "this key is no good" only when it says so; otherwise it is this endpoint outside the key's plan
+ * (unconfirmed upstream behaviour, so both readings are handled), and the key keeps serving the other endpoints.
+ */
+const INVALID_KEY_MESSAGE = /invalid|revoked|expired|disabled|unauthori[sz]ed|not authenticated|forbidden key/i;
 
 /**
  * undici is loaded on the first upstream request, not at start-up: an MCP client waits for the server's
@@ -288,10 +296,16 @@ export class UpstreamHttp {
     private judge(response: RawResponse, choice: ChosenKey, endpoint: string, now: number): Verdict {
         const message = this.upstreamMessage(envelopeMessage(response.text));
         const status = response.status;
-        if (status === 402 || ((status === 401 || status === 403 || status === 429) && QUOTA_MESSAGE.test(message))) {
+        // "Upgrade your plan" on a 403 is about this endpoint, not a spent quota: only quota words count there.
+        const quotaUsed = status === 403 ? QUOTA_USED_MESSAGE.test(message) : (status === 401 || status === 429) && QUOTA_MESSAGE.test(message);
+        if (status === 402 || quotaUsed) {
             this.keys.report(choice.key, { kind: 'exhausted', untilMs: now + this.retry.exhaustedCooldownMs }, now);
             this.logger.warn('API key quota used up; trying the next key', { key: choice.fingerprint });
             return { kind: 'next-key', failure: quotaExhausted(message, { endpoint, status }) };
+        }
+        if (status === 403 && !INVALID_KEY_MESSAGE.test(message)) {
+            this.keys.report(choice.key, { kind: 'ok' }, now);
+            throw notInPlan(endpoint, message, { status });
         }
         if (status === 401 || status === 403) {
             this.keys.report(choice.key, { kind: 'revoked' }, now);

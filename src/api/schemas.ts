@@ -1,182 +1,203 @@
-import * as z from 'zod';
+import type {
+    DailyOhlcv,
+    FundamentalGrade,
+    Moonshot,
+    Price,
+    TechnologyGrade,
+    TmGrade,
+    Token,
+    TradingSignal
+} from '../domain/market.js';
+import { addresses, date, id, names, number, signal, text, type Field } from './fields.js';
 
 /**
- * Upstream rows (UPPER_SNAKE_CASE, numbers sometimes as strings, fields sometimes null or absent)
- * parsed into camelCase domain types. This is the only module that knows upstream field names.
- * Unknown fields are ignored; a value of the wrong kind (an object where a number belongs) is drift.
+ * The only module that knows upstream field names: one row schema per endpoint, parsed per field into the domain
+ * types of `src/domain/market.ts`. Shapes follow the vendor's own code (cited per endpoint; `test/fixtures/upstream`
+ * holds a sample of each). A field of the wrong kind is `null` and reported, never a failed answer; only a row that
+ * lacks its identity is dropped (and counted).
  */
 
-/** A number that may arrive as a numeric string; null, absent or "" mean "no value". */
-const num = z
-    .union([z.number(), z.string(), z.null(), z.undefined()])
-    .transform((value, ctx) => {
-        if (value === null || value === undefined) return null;
-        if (typeof value === 'number') return Number.isFinite(value) ? value : null;
-        const trimmed = value.trim();
-        if (trimmed === '' || /^(nan|null|none|n\/a)$/i.test(trimmed)) return null;
-        const parsed = Number(trimmed.replace(/,/g, ''));
-        if (Number.isNaN(parsed)) {
-            ctx.addIssue({ code: 'custom', message: `expected a number, got "${trimmed.slice(0, 20)}"` });
-            return z.NEVER;
-        }
-        return parsed;
-    });
+type Fields = Record<string, Field<unknown>>;
+type Values<F extends Fields> = { [K in keyof F]: F[K] extends Field<infer T> ? T | null : never };
+type Present<V, K extends keyof V> = V & { [P in K]: NonNullable<V[P]> };
 
-const requiredId = num.refine((value): value is number => value !== null && Number.isInteger(value), 'expected a token id');
+export interface RowSchema<T> {
+    endpoint: string;
+    fields: Fields;
+    /** Names of `fields` that must be present for a row to count; empty when any row counts. */
+    identity: readonly string[];
+    /** For rows whose identity is "one of": the row is kept when any of these is present. */
+    identityAny: readonly string[];
+    build(values: Record<string, unknown>): T;
+}
 
-const text = z
-    .union([z.string(), z.number(), z.null(), z.undefined()])
-    .transform(value => (value === null || value === undefined ? null : String(value).trim() || null));
+function rowSchema<F extends Fields, K extends keyof F & string, T>(
+    endpoint: string,
+    fields: F,
+    identity: { all?: readonly K[]; any?: readonly K[] },
+    build: (values: Present<Values<F>, K>) => T
+): RowSchema<T> {
+    return {
+        endpoint,
+        fields,
+        identity: identity.all ?? [],
+        identityAny: identity.any ?? [],
+        build: build as (values: Record<string, unknown>) => T
+    };
+}
 
-/** Lists arrive as arrays, comma-separated strings or null. */
-const list = z
-    .union([z.array(z.union([z.string(), z.number()])), z.string(), z.null(), z.undefined()])
-    .transform(value => {
-        if (value === null || value === undefined) return [];
-        const items = Array.isArray(value) ? value.map(String) : value.split(',');
-        return items.map(item => item.trim()).filter(item => item.length > 0);
-    });
+const identityFields = { tokenId: id('TOKEN_ID'), name: text('TOKEN_NAME'), symbol: text('TOKEN_SYMBOL') };
 
-/** `YYYY-MM-DD` or an ISO timestamp, kept as the upstream sent it (trimmed), or null. */
-const date = text;
-
-const identity = {
-    TOKEN_ID: requiredId,
-    TOKEN_NAME: text,
-    TOKEN_SYMBOL: text
-};
-
-export const TokenRow = z.object({ ...identity, CATEGORY_LIST: list, EXCHANGE_LIST: list }).transform(row => ({
-    tokenId: row.TOKEN_ID,
-    name: row.TOKEN_NAME ?? row.TOKEN_SYMBOL ?? `#${row.TOKEN_ID}`,
-    symbol: (row.TOKEN_SYMBOL ?? '').toUpperCase(),
-    categories: row.CATEGORY_LIST,
-    exchanges: row.EXCHANGE_LIST
-}));
-export type Token = z.output<typeof TokenRow>;
-
-export const PriceRow = z.object({ ...identity, CURRENT_PRICE: num }).transform(row => ({
-    tokenId: row.TOKEN_ID,
-    name: row.TOKEN_NAME,
-    symbol: row.TOKEN_SYMBOL?.toUpperCase() ?? null,
-    priceUsd: row.CURRENT_PRICE
-}));
-export type Price = z.output<typeof PriceRow>;
-
-export const TmGradeRow = z
-    .object({
-        ...identity,
-        DATE: date,
-        TM_GRADE: num,
-        TM_GRADE_SIGNAL: text,
-        TM_GRADE_24h_PCT_CHANGE: num,
-        TM_TRADER_GRADE_24H_CHANGE: num,
-        FUNDAMENTAL_GRADE: num,
-        MOMENTUM: text,
-        QUANT_GRADE: num
+/** `/tokens`: tmai-langchain-tools `tools/tokens.py`; eliza-tmai-agent `sqlQueryTemplate.ts`. */
+export const TokenRow = rowSchema(
+    '/tokens',
+    {
+        ...identityFields,
+        categories: names(['category_name', 'category_slug', 'category_id'], 'CATEGORY_LIST'),
+        exchanges: names(['exchange_name', 'exchange_id'], 'EXCHANGE_LIST'),
+        contracts: addresses('CONTRACT_ADDRESS')
+    },
+    { all: ['tokenId'] },
+    (row): Token => ({
+        tokenId: row.tokenId,
+        name: row.name ?? row.symbol ?? `#${row.tokenId}`,
+        symbol: (row.symbol ?? '').toUpperCase(),
+        categories: row.categories ?? [],
+        exchanges: row.exchanges ?? [],
+        contracts: row.contracts ?? {}
     })
-    .transform(row => ({
-        tokenId: row.TOKEN_ID,
-        date: row.DATE,
-        tmGrade: row.TM_GRADE,
-        signal: row.TM_GRADE_SIGNAL?.toLowerCase() ?? null,
-        tmGradeChange24hPct: row.TM_GRADE_24h_PCT_CHANGE,
-        traderGradeChange24hPct: row.TM_TRADER_GRADE_24H_CHANGE,
-        fundamentalGrade: row.FUNDAMENTAL_GRADE,
-        momentum: row.MOMENTUM,
-        quantGrade: row.QUANT_GRADE
-    }));
-export type TmGrade = z.output<typeof TmGradeRow>;
+);
 
-export const TraderGradeRow = z
-    .object({ ...identity, DATE: date, TA_GRADE: num, QUANT_GRADE: num, TM_TRADER_GRADE: num, TM_TRADER_GRADE_24H_PCT_CHANGE: num })
-    .transform(row => ({
-        tokenId: row.TOKEN_ID,
-        date: row.DATE,
-        traderGrade: row.TM_TRADER_GRADE,
-        traderGradeChange24hPct: row.TM_TRADER_GRADE_24H_PCT_CHANGE,
-        taGrade: row.TA_GRADE,
-        quantGrade: row.QUANT_GRADE
-    }));
-export type TraderGrade = z.output<typeof TraderGradeRow>;
+/** `/price`: token-metrics/mcp `src/tools/price.ts`. */
+export const PriceRow = rowSchema(
+    '/price',
+    { ...identityFields, price: number('CURRENT_PRICE', 'PRICE') },
+    { all: ['tokenId'] },
+    (row): Price => ({ tokenId: row.tokenId, name: row.name, symbol: row.symbol?.toUpperCase() ?? null, priceUsd: row.price })
+);
 
-export const InvestorGradeRow = z
-    .object({ ...identity, DATE: date, TM_INVESTOR_GRADE: num, FUNDAMENTAL_GRADE: num, TECHNOLOGY_GRADE: num, VALUATION_GRADE: num })
-    .transform(row => ({
-        tokenId: row.TOKEN_ID,
-        date: row.DATE,
-        investorGrade: row.TM_INVESTOR_GRADE,
-        fundamentalGrade: row.FUNDAMENTAL_GRADE,
-        technologyGrade: row.TECHNOLOGY_GRADE,
-        valuationGrade: row.VALUATION_GRADE
-    }));
-export type InvestorGrade = z.output<typeof InvestorGradeRow>;
-
-/** `1` bullish, `-1` bearish, `0` neutral; anything else is treated as unknown. */
-export type SignalDirection = 'bullish' | 'bearish' | 'neutral';
-const signalValue = num.transform((value): SignalDirection | null => (value === 1 ? 'bullish' : value === -1 ? 'bearish' : value === 0 ? 'neutral' : null));
-
-export const TradingSignalRow = z
-    .object({
-        ...identity,
-        DATE: date,
-        TRADING_SIGNAL: signalValue,
-        TOKEN_TREND: num,
-        TRADING_SIGNALS_RETURNS: num,
-        HOLDING_RETURNS: num,
-        TM_TRADER_GRADE: num,
-        TM_INVESTOR_GRADE: num,
-        TM_LINK: text,
-        tm_link: text
+/**
+ * `/tm-grade`: token-metrics/mcp `src/tools/tm-grade.ts` (no `DATE`; numbers as strings). Its docs in two revisions
+ * disagree: `FUNDAMENTAL_GRADE` + `FUNDAMENTAL_GRADE_CLASS` in one, `QUANT_GRADE` in the other, so both are read.
+ */
+export const TmGradeRow = rowSchema(
+    '/tm-grade',
+    {
+        tokenId: identityFields.tokenId,
+        tmGrade: number('TM_GRADE'),
+        signalLabel: text('TM_GRADE_SIGNAL'),
+        momentum: text('MOMENTUM'),
+        change24hPts: number('TM_TRADER_GRADE_24H_CHANGE'),
+        change24hPct: number('TM_GRADE_24H_PCT_CHANGE'),
+        fundamentalGrade: number('FUNDAMENTAL_GRADE'),
+        fundamentalClass: text('FUNDAMENTAL_GRADE_CLASS'),
+        quantGrade: number('QUANT_GRADE')
+    },
+    { all: ['tokenId'] },
+    (row): TmGrade => ({
+        tokenId: row.tokenId,
+        tmGrade: row.tmGrade,
+        signalLabel: row.signalLabel,
+        momentum: row.momentum,
+        change24hPts: row.change24hPts,
+        change24hPct: row.change24hPct,
+        fundamentalGrade: row.fundamentalGrade,
+        fundamentalClass: row.fundamentalClass,
+        quantGrade: row.quantGrade
     })
-    .transform(row => ({
-        tokenId: row.TOKEN_ID,
-        date: row.DATE,
-        signal: row.TRADING_SIGNAL,
-        trend: row.TOKEN_TREND,
-        signalReturns: row.TRADING_SIGNALS_RETURNS,
-        holdingReturns: row.HOLDING_RETURNS,
-        traderGrade: row.TM_TRADER_GRADE,
-        investorGrade: row.TM_INVESTOR_GRADE,
-        link: row.TM_LINK ?? row.tm_link
-    }));
-export type TradingSignal = z.output<typeof TradingSignalRow>;
+);
 
-export const HourlySignalRow = z
-    .object({ TOKEN_ID: num, TIMESTAMP: date, CLOSE: num, SIGNAL: signalValue, POSITION: num })
-    .transform(row => ({ tokenId: row.TOKEN_ID, timestamp: row.TIMESTAMP, close: row.CLOSE, signal: row.SIGNAL, position: row.POSITION }));
-export type HourlySignal = z.output<typeof HourlySignalRow>;
+/** `/fundamental-grade`: plugin-tokenmetrics `src/types.ts`; the vendor's examples read community/exchange/VC/tokenomics scores. */
+export const FundamentalGradeRow = rowSchema(
+    '/fundamental-grade',
+    {
+        tokenId: identityFields.tokenId,
+        date: date('DATE'),
+        fundamentalGrade: number('FUNDAMENTAL_GRADE'),
+        fundamentalClass: text('FUNDAMENTAL_GRADE_CLASS'),
+        communityScore: number('COMMUNITY_SCORE'),
+        exchangeScore: number('EXCHANGE_SCORE'),
+        vcScore: number('VC_SCORE'),
+        tokenomicsScore: number('TOKENOMICS_SCORE'),
+        defiScannerScore: number('DEFI_SCANNER_SCORE')
+    },
+    { all: ['tokenId'] },
+    (row): FundamentalGrade => ({ ...row })
+);
 
-export const MoonshotRow = z
-    .object({
-        TOKEN_ID: num,
-        TOKEN_NAME: text,
-        TOKEN_SYMBOL: text,
-        TM_TRADER_GRADE: num,
-        TM_TRADER_GRADE_24H_PCT_CHANGE: num,
-        MARKET_CAP: num,
-        VOLUME_24H: num,
-        MOONSHOT_AT: date,
-        MOONSHOT_END_AT: date,
-        MOONSHOT_ROI: num,
-        PRICE_CHANGE_PERCENTAGE_7D_IN_CURRENCY: num
-    })
-    .transform(row => ({
-        tokenId: row.TOKEN_ID,
-        name: row.TOKEN_NAME,
-        symbol: row.TOKEN_SYMBOL?.toUpperCase() ?? null,
-        traderGrade: row.TM_TRADER_GRADE,
-        traderGradeChange24hPct: row.TM_TRADER_GRADE_24H_PCT_CHANGE,
-        marketCapUsd: row.MARKET_CAP,
-        volume24hUsd: row.VOLUME_24H,
-        moonshotAt: row.MOONSHOT_AT,
-        moonshotEndAt: row.MOONSHOT_END_AT,
-        roiPct: row.MOONSHOT_ROI,
-        priceChange7dPct: row.PRICE_CHANGE_PERCENTAGE_7D_IN_CURRENCY
-    }));
-export type Moonshot = z.output<typeof MoonshotRow>;
+/** `/technology-grade`: token-metrics/mcp `src/tools/technology-grade.ts`. */
+export const TechnologyGradeRow = rowSchema(
+    '/technology-grade',
+    {
+        tokenId: identityFields.tokenId,
+        date: date('DATE'),
+        technologyGrade: number('TECHNOLOGY_GRADE'),
+        activityScore: number('ACTIVITY_SCORE'),
+        securityScore: number('SECURITY_SCORE'),
+        repositoryScore: number('REPOSITORY_SCORE'),
+        collaborationScore: number('COLLABORATION_SCORE')
+    },
+    { all: ['tokenId'] },
+    (row): TechnologyGrade => ({ ...row })
+);
 
-export const DailyOhlcvRow = z
-    .object({ TOKEN_ID: num, DATE: date, OPEN: num, HIGH: num, LOW: num, CLOSE: num, VOLUME: num })
-    .transform(row => ({ tokenId: row.TOKEN_ID, date: row.DATE, open: row.OPEN, high: row.HIGH, low: row.LOW, close: row.CLOSE, volume: row.VOLUME }));
-export type DailyOhlcv = z.output<typeof DailyOhlcvRow>;
+/**
+ * `/trading-signals`: token-metrics/mcp `src/tools/trading-signal.ts`. `TRADING_SIGNAL` is the strategy's signal of
+ * that day (an event: 1 or -1 on a flip day, 0 otherwise); `TOKEN_TREND` is "the value of the last bullish or bearish
+ * signal", the state. A row without a trend falls back to its event.
+ */
+export const TradingSignalRow = rowSchema(
+    '/trading-signals',
+    {
+        tokenId: identityFields.tokenId,
+        date: date('DATE', 'TIMESTAMP'),
+        event: signal('TRADING_SIGNAL'),
+        trend: signal('TOKEN_TREND'),
+        signalReturns: number('TRADING_SIGNALS_RETURNS'),
+        holdingReturns: number('HOLDING_RETURNS'),
+        traderGrade: number('TM_TRADER_GRADE'),
+        investorGrade: number('TM_INVESTOR_GRADE')
+    },
+    { all: ['tokenId'] },
+    (row): TradingSignal => ({ ...row, trend: row.trend ?? row.event })
+);
+
+/** `/moonshot-tokens`: token-metrics/mcp `src/tools/moonshot-tokens.ts`, tmai-api-sdk-typescript `MoonshotToken`: no `TOKEN_ID`. */
+export const MoonshotRow = rowSchema(
+    '/moonshot-tokens',
+    {
+        tokenId: identityFields.tokenId,
+        name: identityFields.name,
+        symbol: identityFields.symbol,
+        traderGrade: number('TM_TRADER_GRADE'),
+        traderGradeChange24hPct: number('TM_TRADER_GRADE_24H_PCT_CHANGE'),
+        marketCapUsd: number('MARKET_CAP'),
+        volume24hUsd: number('VOLUME_24H'),
+        moonshotAt: date('MOONSHOT_AT'),
+        moonshotEndAt: date('MOONSHOT_END_AT'),
+        roiPct: number('MOONSHOT_ROI'),
+        priceChange7dPct: number('PRICE_CHANGE_PERCENTAGE_7D_IN_CURRENCY'),
+        lastSignalAt: date('LAST_TRADING_SIGNAL_TIME')
+    },
+    { any: ['symbol', 'name'] },
+    (row): Moonshot => ({ ...row, symbol: row.symbol?.toUpperCase() ?? null })
+);
+
+/** `/daily-ohlcv`: the docs name the day `DATE`; token-metrics/mcp `src/tools/daily-ohlcv.ts` types it `TIMESTAMP`. */
+export const DailyOhlcvRow = rowSchema(
+    '/daily-ohlcv',
+    {
+        tokenId: identityFields.tokenId,
+        date: date('DATE', 'TIMESTAMP'),
+        open: number('OPEN'),
+        high: number('HIGH'),
+        low: number('LOW'),
+        close: number('CLOSE'),
+        volume: number('VOLUME')
+    },
+    { all: ['tokenId'] },
+    (row): DailyOhlcv => ({ ...row })
+);
+
+/** Every row schema, for `doctor` and the property tests. */
+export const ROW_SCHEMAS = [TokenRow, PriceRow, TmGradeRow, FundamentalGradeRow, TechnologyGradeRow, TradingSignalRow, MoonshotRow, DailyOhlcvRow] as const;

@@ -1,9 +1,29 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { MAX_RANGE_DAYS, type GradeSources, type MarketData, type MoonshotType, type TokenQuery } from '../api/client.js';
-import { callDeadlinePassed, cancelled, invalidInput, isUpstreamError, type ErrorCode } from '../api/errors.js';
-import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } from '../api/schemas.js';
+import * as z from 'zod';
+import { checkIds, clampDays, type MarketData, type TokenQuery } from '../api/client.js';
+import { callDeadlinePassed, cancelled, invalidInput, isUpstreamError, rememberedFailure, type ErrorCode, type UpstreamError } from '../api/errors.js';
 import type { Clock } from '../clock.js';
 import type { TtlEndpoint } from '../config.js';
+import {
+    DailyOhlcvSchema,
+    FundamentalGradeSchema,
+    MoonshotSchema,
+    newestFirst,
+    PriceSchema,
+    TechnologyGradeSchema,
+    TmGradeSchema,
+    TokenSchema,
+    TradingSignalSchema,
+    type DailyOhlcv,
+    type FundamentalGrade,
+    type Moonshot,
+    type MoonshotType,
+    type Price,
+    type TechnologyGrade,
+    type TmGrade,
+    type Token,
+    type TradingSignal
+} from '../domain/market.js';
 import type { Logger } from '../logger.js';
 import {
     CACHE_ENDPOINTS,
@@ -35,6 +55,18 @@ const SHARED_POLL_FIRST_MS = 5;
 const SHARED_POLL_MAX_MS = 50;
 /** Replicas' clocks differ a little; an entry stamped further in the future than this is not trusted. */
 const MAX_CLOCK_SKEW_MS = 60_000;
+/**
+ * How long an answer the upstream sent in a format we cannot read is remembered. Asking again within this time would
+ * get the same answer and spend another credit on it; after it, a fixed upstream (or a new release) is picked up.
+ */
+export const DRIFT_MEMORY_MS = 60_000;
+/**
+ * How long "this endpoint is gone" (404) or "not in your plan" (403) is remembered, for the whole endpoint: neither
+ * depends on the token asked about, and neither changes by asking again soon.
+ */
+export const ENDPOINT_FAILURE_MEMORY_MS = 60_000;
+/** Remembered failures are few in practice; the bound only keeps a hostile upstream from growing the map. */
+const MAX_REMEMBERED_FAILURES = 1_000;
 
 /**
  * Failures that say nothing about the question itself, only that the upstream cannot answer right now: an older answer
@@ -48,39 +80,33 @@ const STALE_IF_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
     'SCHEMA_DRIFT'
 ]);
 
-const isArray = (value: unknown): boolean => Array.isArray(value);
-const isNullOrObject = (value: unknown): boolean => value === null || (typeof value === 'object' && !Array.isArray(value));
-const isGradeSources = (value: unknown): boolean =>
-    typeof value === 'object' &&
-    value !== null &&
-    (['tm', 'trader', 'investor'] as const).every(field => {
-        const part = (value as Record<string, unknown>)[field];
-        return part === null || Array.isArray(part);
-    });
-
 /**
- * Every kind of entry, by key prefix: which counters it feeds, which TTL applies, and the outer shape a value
- * loaded from disk must have. Keys are `<prefix>:<canonical parts>`, e.g. `price:3375`, `signals:3375:29`,
- * `tokens:symbol:BTC`, `tokens:name:bitcoin`, `moonshots:active`.
+ * Every kind of entry, by key prefix: which counters it feeds, which TTL applies, and the schema a value read from
+ * disk or from the shared tier must pass (the domain schemas the client's parsing produces). Keys are
+ * `<prefix>:<canonical parts>`, e.g. `price:3375`, `signals:3375:29`, `tokens:symbol:BTC`, `tokens:name:bitcoin`,
+ * `moonshots:active`.
  */
-const KEY_KINDS: Record<string, { endpoint: CacheEndpoint; ttl: TtlEndpoint; check: (value: unknown) => boolean }> = {
-    tokens: { endpoint: 'tokens', ttl: 'tokens', check: isArray },
-    price: { endpoint: 'prices', ttl: 'price', check: isNullOrObject },
-    grades: { endpoint: 'grades', ttl: 'grades', check: isGradeSources },
-    signals: { endpoint: 'tradingSignals', ttl: 'signals', check: isArray },
-    hourly: { endpoint: 'hourlySignals', ttl: 'signals', check: isArray },
-    moonshots: { endpoint: 'moonshots', ttl: 'moonshots', check: isArray },
-    ohlcv: { endpoint: 'dailyOhlcv', ttl: 'ohlcv', check: isArray }
+const KEY_KINDS: Record<string, { endpoint: CacheEndpoint; ttl: TtlEndpoint; schema: z.ZodType }> = {
+    tokens: { endpoint: 'tokens', ttl: 'tokens', schema: z.array(TokenSchema) },
+    price: { endpoint: 'prices', ttl: 'price', schema: PriceSchema.nullable() },
+    tmgrade: { endpoint: 'tmGrades', ttl: 'grades', schema: TmGradeSchema.nullable() },
+    fundamental: { endpoint: 'fundamentalGrades', ttl: 'grades', schema: FundamentalGradeSchema.nullable() },
+    technology: { endpoint: 'technologyGrades', ttl: 'grades', schema: TechnologyGradeSchema.nullable() },
+    signals: { endpoint: 'tradingSignals', ttl: 'signals', schema: z.array(TradingSignalSchema) },
+    moonshots: { endpoint: 'moonshots', ttl: 'moonshots', schema: z.array(MoonshotSchema) },
+    ohlcv: { endpoint: 'dailyOhlcv', ttl: 'ohlcv', schema: z.array(DailyOhlcvSchema) }
 };
 
 const kindOf = (key: string) => KEY_KINDS[key.slice(0, key.indexOf(':'))];
+const isValidEntryValue = (key: string, value: unknown): boolean => kindOf(key)?.schema.safeParse(value).success === true;
 
 const ENDPOINT_TTL: Record<CacheEndpoint, TtlEndpoint> = {
     tokens: 'tokens',
     prices: 'price',
-    grades: 'grades',
+    tmGrades: 'grades',
+    fundamentalGrades: 'grades',
+    technologyGrades: 'grades',
     tradingSignals: 'signals',
-    hourlySignals: 'signals',
     moonshots: 'moonshots',
     dailyOhlcv: 'ohlcv'
 };
@@ -132,32 +158,18 @@ interface Resolved<V> {
 
 type TokenParam = { kind: 'symbol' | 'name'; value: string } | { kind: 'id'; value: number };
 
+/** Symbols are upper case already; names are matched case-insensitively, so they are keyed in lower case. */
+const tokenKey = (param: TokenParam): string => `tokens:${param.kind}:${param.kind === 'name' ? param.value.toLowerCase() : param.value}`;
+
 /** The caller gave up because its time ran out (an `AbortSignal.timeout` behind it), not because it was cancelled. */
 function deadlinePassed(signal: AbortSignal | undefined): boolean {
     return signal?.aborted === true && signal.reason instanceof Error && signal.reason.name === 'TimeoutError';
 }
 
-function checkIds(ids: readonly number[]): void {
-    for (const id of ids) {
-        // Checked here as well as in the client: one bad id in a merged price batch would otherwise fail every caller in it.
-        if (!Number.isSafeInteger(id) || id <= 0) throw invalidInput(`"${String(id).slice(0, 20)}" is not a token id.`);
-    }
-}
-
-/** The client clamps `days` the same way, so `days: 30` and `days: 29` are the same question and share an entry. */
-function clampDays(days: number): number {
-    if (!Number.isFinite(days)) throw invalidInput('The number of days must be a number.');
-    return Math.max(1, Math.min(MAX_RANGE_DAYS, Math.floor(days)));
-}
-
 const uniqueIds = (ids: readonly number[]): number[] => [...new Set(ids)];
 
 function emptyStats(): EndpointStats {
-    return { hits: 0, misses: 0, sharedHits: 0, coalesced: 0, staleServed: 0, upstreamCalls: 0 };
-}
-
-function newestFirst<T extends { date: string | null }>(a: T, b: T): number {
-    return (b.date ?? '').localeCompare(a.date ?? '');
+    return { hits: 0, misses: 0, sharedHits: 0, coalesced: 0, staleServed: 0, failuresRemembered: 0, upstreamCalls: 0 };
 }
 
 /**
@@ -183,6 +195,8 @@ export class CachedMarketService implements MarketService {
     private readonly counters: CounterTable;
     private readonly flights = new Map<string, Flight>();
     private readonly batches = new Map<CacheEndpoint, Batch>();
+    /** Keys whose last fetch the upstream answered in a format we cannot read, until when that is remembered. */
+    private readonly failures = new Map<string, { error: UpstreamError; until: number }>();
 
     private readonly cacheDir: string | null;
     private readonly persistDebounceMs: number;
@@ -214,15 +228,13 @@ export class CachedMarketService implements MarketService {
     async tokens(query: TokenQuery, signal?: AbortSignal): Promise<Sourced<Token[]>> {
         checkIds(query.ids ?? []);
         const items = new Map<string, Item<TokenParam>>();
-        for (const symbol of query.symbols ?? []) {
-            const value = symbol.trim().toUpperCase();
-            items.set(`tokens:symbol:${value}`, { key: `tokens:symbol:${value}`, param: { kind: 'symbol', value } });
-        }
-        for (const name of query.names ?? []) {
-            const value = name.trim().toLowerCase();
-            items.set(`tokens:name:${value}`, { key: `tokens:name:${value}`, param: { kind: 'name', value } });
-        }
-        for (const id of query.ids ?? []) items.set(`tokens:id:${id}`, { key: `tokens:id:${id}`, param: { kind: 'id', value: id } });
+        const params: TokenParam[] = [
+            ...(query.symbols ?? []).map(symbol => ({ kind: 'symbol' as const, value: symbol.trim().toUpperCase() })),
+            // Sent upstream as typed (the name filter may be case-sensitive), keyed case-insensitively.
+            ...(query.names ?? []).map(name => ({ kind: 'name' as const, value: name.trim() })),
+            ...(query.ids ?? []).map(id => ({ kind: 'id' as const, value: id }))
+        ];
+        for (const param of params) if (!items.has(tokenKey(param))) items.set(tokenKey(param), { key: tokenKey(param), param });
 
         const fetcher: Fetcher<TokenParam, Token[]> = (params, inner) => this.fetchTokens(params, inner);
         const resolved = await this.lookup('tokens', [...items.values()], fetcher, signal);
@@ -231,49 +243,21 @@ export class CachedMarketService implements MarketService {
         return this.sourced(data, resolved);
     }
 
-    async prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<Price[]>> {
-        checkIds(tokenIds);
-        const items = uniqueIds(tokenIds).map(id => ({ key: `price:${id}`, param: id }));
-        const fetcher: Fetcher<number, Price | null> = async (ids, inner) => {
-            const rows = await this.inner.prices(ids, inner);
-            const byId = new Map<number, Price>();
-            for (const row of rows) if (!byId.has(row.tokenId)) byId.set(row.tokenId, row);
-            // An id the upstream omits is cached as `null` for the price TTL: asking again within 60 s would cost a
-            // credit for the same "no price", and it must not fail the other callers of a merged batch.
-            return new Map(ids.map(id => [`price:${id}`, byId.get(id) ?? null]));
-        };
-        const resolved = await this.lookup('prices', items, fetcher, signal, true);
-        return this.sourced(resolved.flatMap(entry => (entry.value === null ? [] : [entry.value])), resolved);
+    /** Price requests within `batchWindowMs` share one upstream call: several tools asking at once pay one credit. */
+    prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<Price[]>> {
+        return this.perToken('prices', 'price', tokenIds, (ids, inner) => this.inner.prices(ids, inner), signal, true);
     }
 
-    async grades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<GradeSources>> {
-        checkIds(tokenIds);
-        const items = uniqueIds(tokenIds).map(id => ({ key: `grades:${id}`, param: id }));
-        const fetcher: Fetcher<number, GradeSources> = async (ids, inner) => {
-            const sources = await this.inner.grades(ids, inner);
-            // Split per id, keeping `null` ("that endpoint is gone") rather than turning it into "no rows".
-            return new Map(
-                ids.map(id => [
-                    `grades:${id}`,
-                    {
-                        tm: sources.tm?.filter(row => row.tokenId === id) ?? null,
-                        trader: sources.trader?.filter(row => row.tokenId === id) ?? null,
-                        investor: sources.investor?.filter(row => row.tokenId === id) ?? null
-                    }
-                ])
-            );
-        };
-        const resolved = await this.lookup('grades', items, fetcher, signal);
-        if (resolved.length === 0) return this.sourced({ tm: [], trader: null, investor: null }, resolved);
-        // Entries fetched before and after a fallback differ in which source is null: a source is null only if it is null everywhere.
-        const merge = <T>(parts: Array<T[] | null>): T[] | null =>
-            parts.every(part => part === null) ? null : parts.flatMap(part => part ?? []);
-        const data: GradeSources = {
-            tm: merge(resolved.map(entry => entry.value.tm)),
-            trader: merge(resolved.map(entry => entry.value.trader)),
-            investor: merge(resolved.map(entry => entry.value.investor))
-        };
-        return this.sourced(data, resolved);
+    tmGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<TmGrade[]>> {
+        return this.perToken('tmGrades', 'tmgrade', tokenIds, (ids, inner) => this.inner.tmGrades(ids, inner), signal);
+    }
+
+    fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<FundamentalGrade[]>> {
+        return this.perToken('fundamentalGrades', 'fundamental', tokenIds, (ids, inner) => this.inner.fundamentalGrades(ids, inner), signal);
+    }
+
+    technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<TechnologyGrade[]>> {
+        return this.perToken('technologyGrades', 'technology', tokenIds, (ids, inner) => this.inner.technologyGrades(ids, inner), signal);
     }
 
     async tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<Sourced<TradingSignal[]>> {
@@ -286,15 +270,6 @@ export class CachedMarketService implements MarketService {
         };
         const resolved = await this.lookup('tradingSignals', items, fetcher, signal);
         return this.sourced(resolved.flatMap(entry => entry.value).sort(newestFirst), resolved);
-    }
-
-    async hourlySignals(tokenId: number, signal?: AbortSignal): Promise<Sourced<HourlySignal[]>> {
-        checkIds([tokenId]);
-        const key = `hourly:${tokenId}`;
-        const fetcher: Fetcher<number, HourlySignal[]> = async ([id], inner) =>
-            new Map([[key, await this.inner.hourlySignals(id!, inner)]]);
-        const resolved = await this.lookup('hourlySignals', [{ key, param: tokenId }], fetcher, signal);
-        return this.sourced([...resolved[0]!.value], resolved);
     }
 
     async moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Sourced<Moonshot[]>> {
@@ -319,6 +294,30 @@ export class CachedMarketService implements MarketService {
             new Map([[key, await this.inner.dailyOhlcv(id!, span, inner)]]);
         const resolved = await this.lookup('dailyOhlcv', [{ key, param: tokenId }], fetcher, signal);
         return this.sourced([...resolved[0]!.value], resolved);
+    }
+
+    /**
+     * One entry per token (`<prefix>:<id>`), the missing ones fetched in one call. A token the upstream has no row for
+     * is cached as `null` for the endpoint's TTL: asking again would cost a credit for the same "nothing", and it must
+     * not fail the other callers of a merged batch.
+     */
+    private async perToken<T extends { tokenId: number }>(
+        endpoint: CacheEndpoint,
+        prefix: string,
+        tokenIds: readonly number[],
+        fetch: (ids: number[], signal: AbortSignal) => Promise<T[]>,
+        signal: AbortSignal | undefined,
+        batch = false
+    ): Promise<Sourced<T[]>> {
+        checkIds(tokenIds);
+        const items = uniqueIds(tokenIds).map(id => ({ key: `${prefix}:${id}`, param: id }));
+        const fetcher: Fetcher<number, T | null> = async (ids, inner) => {
+            const byId = new Map<number, T>();
+            for (const row of await fetch(ids, inner)) if (!byId.has(row.tokenId)) byId.set(row.tokenId, row);
+            return new Map(ids.map(id => [`${prefix}:${id}`, byId.get(id) ?? null]));
+        };
+        const resolved = await this.lookup(endpoint, items, fetcher, signal, batch);
+        return this.sourced(resolved.flatMap(entry => (entry.value === null ? [] : [entry.value])), resolved);
     }
 
     stats(): CacheStats {
@@ -367,6 +366,7 @@ export class CachedMarketService implements MarketService {
         const calls = new Set<SharedCall>();
         const missing: Array<Item<P>> = [];
         const missingSlots: number[] = [];
+        let remembered = false;
         for (const item of items) {
             const entry = this.store.get<V>(item.key);
             if (entry !== undefined && now < entry.expiresAt) {
@@ -381,6 +381,13 @@ export class CachedMarketService implements MarketService {
                 slots.push(flight.result.promise as Promise<CacheEntry<V>>);
                 continue;
             }
+            const failure = this.rememberedFailure(item.key, now) ?? this.rememberedFailure(`@${endpoint}`, now);
+            if (failure !== undefined) {
+                counters.failuresRemembered++;
+                remembered = true;
+                slots.push(Promise.reject(failure));
+                continue;
+            }
             counters.misses++;
             missingSlots.push(slots.length);
             missing.push(item);
@@ -391,7 +398,7 @@ export class CachedMarketService implements MarketService {
             calls.add(started.call);
             missingSlots.forEach((slot, i) => (slots[slot] = started.results[i]!.promise as Promise<CacheEntry<V>>));
         }
-        if (calls.size === 0) {
+        if (calls.size === 0 && !remembered) {
             return (slots as Array<CacheEntry<V>>).map(entry => ({ value: entry.value, fetchedAt: entry.fetchedAt, staleAgeMs: null }));
         }
 
@@ -471,6 +478,46 @@ export class CachedMarketService implements MarketService {
         const results = items.map(item => this.register(item.key, call));
         this.run(endpoint, call, items, results, fetcher);
         return { call, results };
+    }
+
+    /**
+     * Failures that asking again soon would only pay for again are remembered: a format failure for `DRIFT_MEMORY_MS`
+     * per key (the same question gets the same unreadable answer), a missing endpoint or one outside the plan for
+     * `ENDPOINT_FAILURE_MEMORY_MS` for the whole endpoint. Outages and rate limits are worth retrying at once.
+     */
+    private remember<P>(endpoint: CacheEndpoint, items: ReadonlyArray<Item<P>>, error: unknown): unknown {
+        if (!isUpstreamError(error)) return error;
+        const now = this.clock.now();
+        if (this.failures.size >= MAX_REMEMBERED_FAILURES) this.pruneFailures();
+        if (error.code === 'SCHEMA_DRIFT') {
+            for (const item of items) this.failures.set(item.key, { error, until: now + DRIFT_MEMORY_MS });
+            return rememberedFailure(error, Math.ceil(DRIFT_MEMORY_MS / 1000));
+        }
+        if (error.code === 'NOT_FOUND' || error.code === 'NOT_IN_PLAN') {
+            this.failures.set(`@${endpoint}`, { error, until: now + ENDPOINT_FAILURE_MEMORY_MS });
+            return rememberedFailure(error, Math.ceil(ENDPOINT_FAILURE_MEMORY_MS / 1000));
+        }
+        return error;
+    }
+
+    private rememberedFailure(key: string, now: number): UpstreamError | undefined {
+        const failure = this.failures.get(key);
+        if (failure === undefined) return undefined;
+        if (now >= failure.until) {
+            this.failures.delete(key);
+            return undefined;
+        }
+        return rememberedFailure(failure.error, Math.ceil((failure.until - now) / 1000));
+    }
+
+    private pruneFailures(): void {
+        const now = this.clock.now();
+        for (const [key, failure] of this.failures) if (now >= failure.until) this.failures.delete(key);
+        // Still full of live failures: the oldest go first, so the map stays bounded whatever the upstream does.
+        for (const key of this.failures.keys()) {
+            if (this.failures.size < MAX_REMEMBERED_FAILURES) break;
+            this.failures.delete(key);
+        }
     }
 
     /** Adds the items to the endpoint's open batch, opening one (and its window timer) if there is none. */
@@ -555,7 +602,8 @@ export class CachedMarketService implements MarketService {
             },
             (error: unknown) => {
                 forget();
-                for (const result of results) result.reject(error);
+                const answer = this.remember(endpoint, items, error);
+                for (const result of results) result.reject(answer);
             }
         );
     }
@@ -668,7 +716,10 @@ export class CachedMarketService implements MarketService {
      */
     private adopt(key: string, entry: CacheEntry): CacheEntry | undefined {
         const kind = kindOf(key);
-        if (kind === undefined || !kind.check(entry.value)) return undefined;
+        if (kind === undefined || !isValidEntryValue(key, entry.value)) {
+            this.logger.warn('shared cache entry ignored: unexpected value shape', { kind: key.slice(0, key.indexOf(':')) });
+            return undefined;
+        }
         if (entry.fetchedAt > this.clock.now() + MAX_CLOCK_SKEW_MS) return undefined;
         const capped: CacheEntry = {
             value: entry.value,
@@ -707,11 +758,11 @@ export class CachedMarketService implements MarketService {
                 param.kind === 'symbol'
                     ? (row: Token) => row.symbol === param.value
                     : param.kind === 'name'
-                      ? (row: Token) => row.name.toLowerCase() === param.value
+                      ? (row: Token) => row.name.toLowerCase() === param.value.toLowerCase()
                       : (row: Token) => row.tokenId === param.value;
             const matching = rows.filter(match);
             const distinct = matching.filter((row, i) => matching.findIndex(other => other.tokenId === row.tokenId) === i);
-            values.set(`tokens:${param.kind}:${param.value}`, distinct);
+            values.set(tokenKey(param), distinct);
         }
         return values;
     }
@@ -726,7 +777,7 @@ export class CachedMarketService implements MarketService {
     /** Loads the file; the TTL in force now caps each entry, so shortening a TTL takes effect on old entries too. */
     private restore(dir: string): void {
         const now = this.clock.now();
-        const entries = loadCacheFile(dir, this.logger, (key, value) => kindOf(key)?.check(value) === true);
+        const entries = loadCacheFile(dir, this.logger, isValidEntryValue);
         let loaded = 0;
         for (const [key, entry] of entries) {
             const kind = kindOf(key)!;

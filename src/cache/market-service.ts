@@ -1,5 +1,15 @@
-import type { GradeSources, MarketData, MoonshotType, TokenQuery } from '../api/client.js';
-import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } from '../api/schemas.js';
+import type { MarketData, TokenQuery } from '../api/client.js';
+import type {
+    DailyOhlcv,
+    FundamentalGrade,
+    Moonshot,
+    MoonshotType,
+    Price,
+    TechnologyGrade,
+    TmGrade,
+    Token,
+    TradingSignal
+} from '../domain/market.js';
 import type { Clock } from '../clock.js';
 import type { TtlEndpoint } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -21,9 +31,10 @@ export interface Sourced<T> {
 export interface MarketService {
     tokens(query: TokenQuery, signal?: AbortSignal): Promise<Sourced<Token[]>>;
     prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<Price[]>>;
-    grades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<GradeSources>>;
+    tmGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<TmGrade[]>>;
+    fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<FundamentalGrade[]>>;
+    technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<TechnologyGrade[]>>;
     tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<Sourced<TradingSignal[]>>;
-    hourlySignals(tokenId: number, signal?: AbortSignal): Promise<Sourced<HourlySignal[]>>;
     /** Up to `limit` (1..50) rows; every limit shares one cached page of 50 per type. */
     moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Sourced<Moonshot[]>>;
     dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<Sourced<DailyOhlcv[]>>;
@@ -35,7 +46,16 @@ export interface MarketService {
 }
 
 /** The `MarketService` methods, used as the counters' names. */
-export const CACHE_ENDPOINTS = ['tokens', 'prices', 'grades', 'tradingSignals', 'hourlySignals', 'moonshots', 'dailyOhlcv'] as const;
+export const CACHE_ENDPOINTS = [
+    'tokens',
+    'prices',
+    'tmGrades',
+    'fundamentalGrades',
+    'technologyGrades',
+    'tradingSignals',
+    'moonshots',
+    'dailyOhlcv'
+] as const;
 export type CacheEndpoint = (typeof CACHE_ENDPOINTS)[number];
 
 /**
@@ -53,6 +73,8 @@ export interface EndpointStats {
     coalesced: number;
     /** Entries answered from an expired value because the upstream failed. */
     staleServed: number;
+    /** Entries answered with a remembered format failure instead of another upstream call. */
+    failuresRemembered: number;
     upstreamCalls: number;
 }
 

@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import type { CacheEntry } from './store.js';
 
 /** Bumped whenever the key scheme or an entry's shape changes: an older file is then ignored, not misread. */
-export const CACHE_FILE_VERSION = 1;
+export const CACHE_FILE_VERSION = 2;
 export const CACHE_FILE_NAME = `cache-v${CACHE_FILE_VERSION}.json`;
 
 const PersistedFile = z.object({

@@ -1,5 +1,5 @@
 import { isValidFilterValue } from '../api/client.js';
-import type { Token } from '../api/schemas.js';
+import type { Token } from '../domain/market.js';
 import type { MarketService } from '../cache/market-service.js';
 import { closest } from './distance.js';
 
@@ -57,7 +57,7 @@ export class TokenResolver {
         const toLookUp = cleaned.filter(input => !seenByName.includes(input));
         const ids = toLookUp.filter(input => NUMERIC_ID.test(input)).map(Number);
         const symbols = toLookUp.filter(input => !NUMERIC_ID.test(input) && SYMBOL_LIKE.test(input)).map(input => input.toUpperCase());
-        const phrases = toLookUp.filter(input => !NUMERIC_ID.test(input) && !SYMBOL_LIKE.test(input)).map(input => input.toLowerCase());
+        const phrases = toLookUp.filter(input => !NUMERIC_ID.test(input) && !SYMBOL_LIKE.test(input));
 
         // Round one: symbols and ids. Round two: names, both the multi-word ones and the symbol-shaped
         // inputs that matched no symbol ("solana"), so all names share one request.
@@ -67,8 +67,9 @@ export class TokenResolver {
         let staleAgeS = first.staleAgeS;
         const found = [...first.data, ...seenByName.flatMap(input => this.knownByName(input))];
 
-        const missedSymbols = symbols.filter(symbol => !first.data.some(token => token.symbol === symbol)).map(symbol => symbol.toLowerCase());
-        const names = unique([...phrases, ...missedSymbols]);
+        // Names go upstream as the user typed them (the client adds the title-cased form), so the inputs, not the upper-cased symbols.
+        const missedSymbols = toLookUp.filter(input => SYMBOL_LIKE.test(input) && !NUMERIC_ID.test(input) && !first.data.some(token => token.symbol === input.toUpperCase()));
+        const names = uniqueIgnoringCase([...phrases, ...missedSymbols]);
         if (names.length > 0) {
             const second = await this.market.tokens({ names }, signal);
             this.remember(second.data);
@@ -155,6 +156,10 @@ function echo(input: string): string {
 
 function unique<T>(values: readonly T[]): T[] {
     return [...new Set(values)];
+}
+
+function uniqueIgnoringCase(values: readonly string[]): string[] {
+    return [...new Map(values.map(value => [value.toLowerCase(), value])).values()];
 }
 
 function dedupe(tokens: readonly Token[]): Token[] {

@@ -1,23 +1,30 @@
 import { describe, expect, it } from 'vitest';
-import type { DailyOhlcv, SignalDirection, TradingSignal } from '../../src/api/schemas.js';
+import type { DailyOhlcv, SignalDirection, SignalValue, TradingSignal } from '../../src/domain/market.js';
 import { analyseSignal, currentRun, gradeBand } from '../../src/analysis/signal-checks.js';
 
 const NOW = Date.parse('2026-11-25T12:00:00Z');
 const day = (offset: number) => new Date(NOW - offset * 86_400_000).toISOString().slice(0, 10);
 
-/** Daily rows, newest first: `signals[0]` is today. */
-function history(signals: SignalDirection[], grade = (offset: number) => 60 - offset): TradingSignal[] {
-    return signals.map((signal, offset) => ({
-        tokenId: 1,
-        date: day(offset),
-        signal,
-        trend: null,
-        signalReturns: null,
-        holdingReturns: null,
-        traderGrade: grade(offset),
-        investorGrade: null,
-        link: null
-    }));
+const VALUE: Record<SignalDirection, SignalValue> = { bullish: 1, bearish: -1, neutral: 0 };
+
+/**
+ * Daily rows, newest first (`trends[0]` is today), as the upstream sends them: `TOKEN_TREND` is the state on every
+ * row, and `TRADING_SIGNAL` fires only on the day the trend changed (the oldest row's flip is outside the window).
+ */
+function history(trends: SignalDirection[], grade = (offset: number) => 60 - offset): TradingSignal[] {
+    return trends.map((trend, offset) => {
+        const older = trends[offset + 1];
+        return {
+            tokenId: 1,
+            date: day(offset),
+            event: older !== undefined && older !== trend ? VALUE[trend] : 0,
+            trend: VALUE[trend],
+            signalReturns: null,
+            holdingReturns: null,
+            traderGrade: grade(offset),
+            investorGrade: null
+        };
+    });
 }
 
 function candles(closes: number[], volumes: number[]): DailyOhlcv[] {
@@ -35,11 +42,48 @@ describe('grade bands', () => {
 describe('current run', () => {
     it('finds the flip day and counts flips', () => {
         const run = currentRun(history([...repeat<SignalDirection>('bullish', 3), ...repeat<SignalDirection>('bearish', 5), 'bullish']));
-        expect(run).toEqual({ signal: 'bullish', since: day(2), lowerBound: false, flips: 2 });
+        expect(run).toEqual({ signal: 'bullish', since: day(2), lowerBound: false, flips: 2, rows: 9, newest: day(0), oldest: day(8) });
     });
 
     it('marks a signal that held for the whole window as a lower bound', () => {
         expect(currentRun(history(repeat<SignalDirection>('bearish', 29)))).toMatchObject({ since: day(28), lowerBound: true, flips: 0 });
+    });
+
+    it('takes the direction from TOKEN_TREND when the latest TRADING_SIGNAL is 0 (the one published row: BTC, 2025-04-10)', () => {
+        const row: TradingSignal = {
+            tokenId: 3375,
+            date: '2025-04-10T00:00:00.000Z',
+            event: 0,
+            trend: -1,
+            signalReturns: null,
+            holdingReturns: null,
+            traderGrade: null,
+            investorGrade: null
+        };
+        expect(currentRun([row])).toEqual({
+            signal: 'bearish',
+            since: '2025-04-10',
+            lowerBound: true,
+            flips: 0,
+            rows: 1,
+            newest: '2025-04-10',
+            oldest: '2025-04-10'
+        });
+    });
+
+    it('dates the run from the latest non-zero TRADING_SIGNAL, even when the trend is the same on both sides of the window', () => {
+        const rows = history(repeat<SignalDirection>('bearish', 6)).map((row, offset) => ({ ...row, event: offset === 3 ? (-1 as const) : (0 as const) }));
+        expect(currentRun(rows)).toMatchObject({ signal: 'bearish', since: day(3), lowerBound: false, flips: 1 });
+    });
+
+    it('speaks for the rows it received, never for a window it did not see', () => {
+        const analysis = analyseSignal({ symbol: 'X', history: history(repeat<SignalDirection>('bullish', 3)), candles: [], peers: [], nowMs: NOW });
+        const byName = Object.fromEntries(analysis.checks.map(check => [check.name, check]));
+        expect(byName.signal_stability?.evidence).toBe(`0 flip(s) in 3 daily rows (${day(2)} to ${day(0)}). Too few rows to judge stability.`);
+        expect(byName.signal_stability?.status).toBe('unknown');
+        expect(byName.flip_timing?.evidence).toMatch(/^No flip in the 3 daily rows/);
+        expect(analysis.checks.map(check => check.evidence).join(' ')).not.toMatch(/29/);
+        expect(analysis).toMatchObject({ dataDate: day(0), rows: 3, since: day(2), sinceIsLowerBound: true });
     });
 });
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { UpstreamError } from '../../src/api/errors.js';
-import { FakeUpstream } from '../fake-upstream/index.js';
+import { RecordingLogger } from '../cache/fakes.js';
+import { FakeUpstream, fixture } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { clientFor } from '../helpers/client.js';
 
@@ -16,6 +17,9 @@ beforeEach(() => {
     fake.reset();
 });
 
+/** A fixture value as the client reads it: numbers and numeric strings are numbers, absent is null. */
+const num = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
+
 async function failure(promise: Promise<unknown>): Promise<UpstreamError> {
     try {
         await promise;
@@ -30,7 +34,16 @@ describe('TokenMetricsClient parsing', () => {
         const { client } = clientFor(fake);
         const tokens = await client.tokens({ symbols: ['uni', 'BTC'] });
         expect(tokens.map(token => token.tokenId).sort()).toEqual([31007, 3375, 3386]);
-        expect(tokens.find(token => token.tokenId === 3375)).toMatchObject({ name: 'Bitcoin', symbol: 'BTC', exchanges: expect.arrayContaining(['binance']) });
+        const btc = fixture('tokens').find(row => row.TOKEN_ID === 3375)!;
+        expect(tokens.find(token => token.tokenId === 3375)).toEqual({
+            tokenId: 3375,
+            name: 'Bitcoin',
+            symbol: 'BTC',
+            // The upstream sends objects in these lists (tmai-langchain-tools tools/tokens.py reads exchange_name, category_name).
+            exchanges: (btc.EXCHANGE_LIST as Array<{ exchange_name: string }>).map(item => item.exchange_name),
+            categories: (btc.CATEGORY_LIST as Array<{ category_name: string }>).map(item => item.category_name),
+            contracts: btc.CONTRACT_ADDRESS ?? {}
+        });
         expect(fake.calls[0]?.query).toMatchObject({ symbol: 'uni,BTC', limit: '100', page: '1' });
     });
 
@@ -54,68 +67,109 @@ describe('TokenMetricsClient parsing', () => {
         expect(fake.calls[0]?.query.token_id?.split(',')).toHaveLength(25);
     });
 
-    it('parses /tm-grade with its quirky field names, string numbers and nulls', async () => {
+    it('parses /tm-grade rows as sent: string numbers, no DATE, either docs revision', async () => {
         const { client } = clientFor(fake);
-        const grades = await client.grades([20211]);
-        const row = grades.tm?.[0];
-        expect(grades.trader).toBeNull();
-        expect(row?.tokenId).toBe(20211);
-        expect(typeof row?.tmGrade).toBe('number');
-        expect(typeof row?.tmGradeChange24hPct).toBe('number');
-        expect(row?.fundamentalGrade).toBeNull();
-        expect(['bullish', 'bearish', 'neutral']).toContain(row?.signal);
+        const grades = await client.tmGrades([3375, 20211]);
+        const sent = fixture('tm-grade');
+        for (const row of grades) {
+            const source = sent.find(candidate => candidate.TOKEN_ID === row.tokenId)!;
+            expect(row).toEqual({
+                tokenId: row.tokenId,
+                tmGrade: num(source.TM_GRADE),
+                signalLabel: source.TM_GRADE_SIGNAL ?? null,
+                momentum: source.MOMENTUM ?? null,
+                change24hPts: num(source.TM_TRADER_GRADE_24H_CHANGE),
+                change24hPct: num(source.TM_GRADE_24h_PCT_CHANGE),
+                fundamentalGrade: num(source.FUNDAMENTAL_GRADE),
+                fundamentalClass: source.FUNDAMENTAL_GRADE_CLASS ?? null,
+                quantGrade: num(source.QUANT_GRADE)
+            });
+        }
+        expect(client.drift.stats()).toEqual({ wrongKinds: {}, droppedRows: {} });
     });
 
-    it('falls back to /trader-grades and /investor-grades when /tm-grade is gone, and remembers it', async () => {
+    it('does not call the retired grade endpoints, and reports a missing /tm-grade as NOT_FOUND', async () => {
         fake.removeEndpoint('/tm-grade');
         const { client } = clientFor(fake);
-        const grades = await client.grades([3306]);
-        expect(grades.tm).toBeNull();
-        expect(grades.trader?.[0]).toMatchObject({ tokenId: 3306, traderGrade: 84.2 });
-        expect(typeof grades.investor?.[0]?.valuationGrade).toBe('number');
-        expect(grades.investor?.[0]?.technologyGrade).toBeNull();
-        await client.grades([3375]);
-        expect(fake.count('/tm-grade')).toBe(1);
+        expect((await failure(client.tmGrades([3306]))).code).toBe('NOT_FOUND');
+        expect(fake.log()).toEqual(['/tm-grade tm-…0001 -> 404']);
     });
 
-    it('reports a missing legacy endpoint as null instead of failing', async () => {
-        for (const path of ['/tm-grade', '/investor-grades']) fake.removeEndpoint(path);
-        const { client } = clientFor(fake);
-        const grades = await client.grades([3306]);
-        expect(grades).toMatchObject({ tm: null, investor: null });
-        expect(grades.trader).toHaveLength(1);
-    });
-
-    it('parses trading signals with both link fields, newest first', async () => {
+    it('reads the trend from TOKEN_TREND and the flip from TRADING_SIGNAL, newest first', async () => {
         const { client } = clientFor(fake);
         const rows = await client.tradingSignals([3306], 10);
         expect(rows.length).toBeGreaterThanOrEqual(10);
-        expect(rows[0]).toMatchObject({ tokenId: 3306, signal: 'bullish', traderGrade: 84.2 });
-        expect(rows[0]?.link).toMatch(/^https:\/\//);
-        expect(rows.every(row => typeof row.investorGrade === 'number')).toBe(true);
+        const newest = fixture('trading-signals').find(row => row.TOKEN_ID === 3306 && String(row.DATE).startsWith('2025-04-10'))!;
+        expect(rows[0]).toMatchObject({
+            tokenId: 3306,
+            date: fake.world.shiftedDate(String(newest.DATE)),
+            event: newest.TRADING_SIGNAL,
+            trend: newest.TOKEN_TREND,
+            traderGrade: newest.TM_TRADER_GRADE,
+            investorGrade: newest.TM_INVESTOR_GRADE
+        });
         expect(rows.map(row => row.date)).toEqual([...rows.map(row => row.date)].sort().reverse());
         expect(fake.calls[0]?.query).toMatchObject({ token_id: '3306', startDate: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/) });
     });
 
-    it('parses hourly signals, moonshots and daily candles', async () => {
+    it('parses moonshots without TOKEN_ID, and daily candles dated by DATE or TIMESTAMP', async () => {
         const { client } = clientFor(fake);
-        const hourly = await client.hourlySignals(3375);
-        expect(hourly[0]).toMatchObject({ tokenId: 3375, signal: 'bullish' });
         const moonshots = await client.moonshots('active', 10);
-        expect(moonshots).toHaveLength(10);
+        const sent = fixture('moonshot-tokens-active');
+        expect(moonshots).toHaveLength(sent.length);
+        expect(moonshots[0]).toMatchObject({ tokenId: null, symbol: sent[0]!.TOKEN_SYMBOL, marketCapUsd: num(sent[0]!.MARKET_CAP), roiPct: num(sent[0]!.MOONSHOT_ROI) });
         expect(moonshots.every(row => typeof row.marketCapUsd === 'number')).toBe(true);
-        expect(moonshots[0]?.roiPct).toBeNull();
-        const candles = await client.dailyOhlcv(3306, 7);
-        expect(candles.length).toBeGreaterThanOrEqual(7);
-        expect(candles.some(candle => candle.volume === null)).toBe(true);
+        for (const id of [3375, 3306]) {
+            const candles = await client.dailyOhlcv(id, 7);
+            expect(candles.length).toBeGreaterThanOrEqual(7);
+            expect(candles.every(candle => candle.date !== null && candle.close !== null)).toBe(true);
+        }
+    });
+
+    it('parses the fundamental and technology grades', async () => {
+        const { client } = clientFor(fake);
+        const [fundamental] = await client.fundamentalGrades([3375]);
+        const [technology] = await client.technologyGrades([3375]);
+        const sentF = fixture('fundamental-grade').find(row => row.TOKEN_ID === 3375)!;
+        const sentT = fixture('technology-grade').find(row => row.TOKEN_ID === 3375)!;
+        expect(fundamental).toMatchObject({ tokenId: 3375, fundamentalGrade: num(sentF.FUNDAMENTAL_GRADE), fundamentalClass: sentF.FUNDAMENTAL_GRADE_CLASS });
+        expect(technology).toMatchObject({ tokenId: 3375, technologyGrade: num(sentT.TECHNOLOGY_GRADE) });
+    });
+
+    it('keeps a row whose field drifted, reads that field as null and warns once per field', async () => {
+        const logger = new RecordingLogger();
+        const { client } = clientFor(fake, { logger });
+        fake.inject({ path: '/price', fault: { kind: 'drift-field', field: 'CURRENT_PRICE', value: { usd: 1 } } });
+        const prices = await client.prices([3375, 3306]);
+        await client.prices([3988]);
+        expect(prices.map(row => [row.tokenId, row.priceUsd])).toEqual(expect.arrayContaining([[3375, null], [3306, null]]));
+        expect(client.drift.stats().wrongKinds).toEqual({ '/price CURRENT_PRICE': 2 });
+        expect(logger.warnings.map(line => [line.msg, line.fields.field])).toEqual([['upstream field drifted: read as null', 'CURRENT_PRICE']]);
+    });
+
+    it('fails as drift only when no row has its identity, and says how to report it', async () => {
+        const { client } = clientFor(fake);
+        fake.inject({ path: '/price', fault: { kind: 'drift-field', field: 'TOKEN_ID', value: 'n/a' } });
+        const error = await failure(client.prices([3375]));
+        expect(error).toMatchObject({ code: 'SCHEMA_DRIFT', message: expect.stringContaining('TOKEN_ID') });
+        expect(error.hint).toMatch(/crypto-intel-mcp doctor/);
+        expect(error.hint).not.toMatch(/try again later/i);
+    });
+
+    it('sends names as typed and title-cased in one request, since the name filter may be case-sensitive', async () => {
+        const { client } = clientFor(fake);
+        const tokens = await client.tokens({ names: ['shiba inu', 'SOLANA', 'bitcoin'] });
+        expect(tokens.map(token => token.symbol).sort()).toEqual(['BTC', 'SOL']);
+        expect(fake.calls.map(call => call.query.token_name)).toEqual(['shiba inu,Shiba Inu,SOLANA,Solana,bitcoin,Bitcoin']);
     });
 
     it('pages listings past the 100-row cap', async () => {
         const { client } = clientFor(fake);
-        const ids = fake.world.tokens.slice(0, 10).map(token => token.id);
+        const ids = fake.world.tokens.filter(token => !fake.world.isFixtureToken(token)).slice(0, 10).map(token => token.id);
         const rows = await client.tradingSignals(ids, 29);
-        expect(rows).toHaveLength(300);
-        expect(fake.calls.map(call => call.query.page)).toEqual(['1', '2', '3', '4']);
+        // 29 daily rows per token: the fake, like the upstream, has no row for today yet.
+        expect(rows).toHaveLength(290);
+        expect(fake.calls.map(call => call.query.page)).toEqual(['1', '2', '3']);
     });
 
     it('refuses filter values that would change the upstream query, before any call', async () => {
@@ -147,22 +201,40 @@ describe('TokenMetricsClient faults', () => {
         expect(fake.count()).toBe(4);
     });
 
-    it('does not retry 400, 401 or 404', async () => {
+    it('does not retry 400, 401, 403 or 404', async () => {
         const { client } = clientFor(fake);
         fake.inject({ fault: { kind: 'status', status: 400, message: 'bad filter' }, times: 1 });
         expect(await failure(client.prices([3375]))).toMatchObject({ code: 'UPSTREAM_REJECTED', status: 400 });
-        fake.removeEndpoint('/investor-grades');
         fake.removeEndpoint('/tm-grade');
-        fake.removeEndpoint('/trader-grades');
-        await expect(client.grades([3375])).resolves.toEqual({ tm: null, trader: null, investor: null });
+        expect((await failure(client.tmGrades([3375]))).code).toBe('NOT_FOUND');
+        fake.inject({ path: '/technology-grade', fault: { kind: 'forbidden', message: 'This endpoint is not available in your plan' }, times: 1 });
+        expect((await failure(client.technologyGrades([3375]))).code).toBe('NOT_IN_PLAN');
         fake.revoke('tm-test-key-0001');
         expect((await failure(client.prices([3375]))).code).toBe('AUTH_REVOKED');
         expect(fake.log()).toEqual([
             '/price tm-…0001 -> 400',
             '/tm-grade tm-…0001 -> 404',
-            '/trader-grades tm-…0001 -> 404',
-            '/investor-grades tm-…0001 -> 404',
+            '/technology-grade tm-…0001 -> 403',
             '/price tm-…0001 -> 401'
+        ]);
+    });
+
+    it('keeps a key in service after a 403 for one endpoint outside its plan, and sets it aside when a 403 calls it invalid', async () => {
+        const { client } = clientFor(fake, { keys: ['tm-test-key-0001', 'tm-test-key-0002'] });
+        fake.inject({ path: '/fundamental-grade', fault: { kind: 'forbidden', message: 'Upgrade your plan to access this endpoint' }, times: 1 });
+        const error = await failure(client.fundamentalGrades([3375]));
+        expect(error).toMatchObject({ code: 'NOT_IN_PLAN', status: 403 });
+        expect(error.userMessage).toMatch(/plan does not include \/fundamental-grade.*keeps serving the other tools/s);
+        await client.prices([3375]);
+        fake.inject({ fault: { kind: 'forbidden', message: 'Invalid API key' }, key: 'tm-test-key-0001' });
+        await client.prices([3306]);
+        await client.prices([3988]);
+        expect(fake.log()).toEqual([
+            '/fundamental-grade tm-…0001 -> 403',
+            '/price tm-…0001 -> 200',
+            '/price tm-…0001 -> 403',
+            '/price tm-…0002 -> 200',
+            '/price tm-…0002 -> 200'
         ]);
     });
 

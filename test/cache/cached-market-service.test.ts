@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allKeysRevoked, quotaExhausted, rateLimited, upstreamUnavailable, type UpstreamError } from '../../src/api/errors.js';
+import { allKeysRevoked, quotaExhausted, rateLimited, schemaDrift, upstreamUnavailable, type UpstreamError } from '../../src/api/errors.js';
 import { DEFAULT_TTL_SECONDS } from '../../src/cache/ttl.js';
 import { harness, settle } from './helpers.js';
 
@@ -25,12 +25,12 @@ describe('TTL', () => {
 
     it('keeps one TTL per endpoint and applies overrides', async () => {
         const { service, inner, clock } = harness({ ttlSeconds: { grades: 10 } });
-        await service.grades([3375]);
+        await service.tmGrades([3375]);
         await service.moonshots('active', 5);
         clock.advance(11 * SECOND);
-        await service.grades([3375]);
+        await service.tmGrades([3375]);
         await service.moonshots('active', 5);
-        expect(inner.count('grades')).toBe(2);
+        expect(inner.count('tmGrades')).toBe(2);
         expect(inner.count('moonshots')).toBe(1);
         clock.advance(DEFAULT_TTL_SECONDS.moonshots * SECOND);
         await service.moonshots('active', 5);
@@ -42,14 +42,14 @@ describe('coalescing', () => {
     it('sends 50 concurrent identical requests upstream once', async () => {
         const { service, inner } = harness();
         const release = inner.hold();
-        const answers = Promise.all(Array.from({ length: 50 }, () => service.grades([3375, 3306])));
+        const answers = Promise.all(Array.from({ length: 50 }, () => service.tmGrades([3375, 3306])));
         await settle();
         release();
         const results = await answers;
-        expect(inner.count('grades')).toBe(1);
+        expect(inner.count('tmGrades')).toBe(1);
         expect(new Set(results.map(result => JSON.stringify(result)))).toHaveProperty('size', 1);
-        expect(results[0]!.data.tm).toHaveLength(2);
-        expect(service.stats().endpoints.grades).toMatchObject({ misses: 2, coalesced: 98, upstreamCalls: 1 });
+        expect(results[0]!.data).toHaveLength(2);
+        expect(service.stats().endpoints.tmGrades).toMatchObject({ misses: 2, coalesced: 98, upstreamCalls: 1 });
     });
 
     it('sends only the part of an overlapping request that is not already in flight', async () => {
@@ -152,11 +152,11 @@ describe('stale-if-error', () => {
 
     it("serves the stale value when the caller's deadline passes while the upstream is still at work", async () => {
         const { service, inner, clock } = harness();
-        const fresh = await service.grades([3306]);
+        const fresh = await service.tmGrades([3306]);
         clock.advance(2 * 3600 * SECOND);
         const release = inner.hold();
         const deadline = new AbortController();
-        const pending = service.grades([3306], deadline.signal);
+        const pending = service.tmGrades([3306], deadline.signal);
         await settle();
         deadline.abort(new DOMException('The operation timed out.', 'TimeoutError'));
         const stale = await pending;
@@ -170,11 +170,11 @@ describe('stale-if-error', () => {
 
     it('still answers a cancellation (not a deadline) with CANCELLED', async () => {
         const { service, inner, clock } = harness();
-        await service.grades([3306]);
+        await service.tmGrades([3306]);
         clock.advance(2 * 3600 * SECOND);
         const release = inner.hold();
         const controller = new AbortController();
-        const pending = service.grades([3306], controller.signal);
+        const pending = service.tmGrades([3306], controller.signal);
         await settle();
         controller.abort();
         await expect(pending).rejects.toMatchObject({ code: 'CANCELLED' });
@@ -206,20 +206,62 @@ describe('stale-if-error', () => {
     });
 });
 
+describe('format failures', () => {
+    it('remembers an unreadable answer for 60 s, so repeating the question spends no credit, and says so', async () => {
+        const { service, inner, clock } = harness();
+        inner.failure = schemaDrift('/tm-grade: none of its 1 rows has TOKEN_ID', { endpoint: '/tm-grade' });
+        const first = (await service.tmGrades([3375]).catch((error: UpstreamError) => error)) as UpstreamError;
+        expect(first).toMatchObject({ code: 'SCHEMA_DRIFT', hint: expect.stringContaining('remembered for another 60 s') });
+        expect(first.hint).not.toMatch(/try again later/i);
+        clock.advance(30 * SECOND);
+        const repeat = await service.tmGrades([3375]).catch((error: UpstreamError) => error);
+        expect(repeat).toMatchObject({ code: 'SCHEMA_DRIFT', hint: expect.stringContaining('remembered for another 30 s') });
+        expect(inner.count('tmGrades')).toBe(1);
+        expect(service.stats().endpoints.tmGrades).toMatchObject({ misses: 1, failuresRemembered: 1, upstreamCalls: 1 });
+        // Other tokens and other endpoints are other questions: they still go upstream.
+        await expect(service.tmGrades([3306])).rejects.toMatchObject({ code: 'SCHEMA_DRIFT' });
+        expect(inner.count('tmGrades')).toBe(2);
+        inner.failure = null;
+        clock.advance(31 * SECOND);
+        await expect(service.tmGrades([3375])).resolves.toMatchObject({ data: [{ tokenId: 3375 }] });
+        expect(inner.count('tmGrades')).toBe(3);
+    });
+
+    it('serves a stale answer rather than a remembered format failure', async () => {
+        const { service, inner, clock } = harness();
+        await service.prices([3375]);
+        clock.advance(2 * DEFAULT_TTL_SECONDS.price * SECOND);
+        inner.failure = schemaDrift('/price: "data" is not a list', { endpoint: '/price' });
+        const stale = await service.prices([3375]);
+        expect(stale.staleAgeS).toBe(2 * DEFAULT_TTL_SECONDS.price);
+        const again = await service.prices([3375]);
+        expect(again.staleAgeS).toBe(2 * DEFAULT_TTL_SECONDS.price);
+        expect(inner.count('prices')).toBe(2);
+    });
+
+    it('does not remember outages: the next question tries the upstream again', async () => {
+        const { service, inner } = harness();
+        inner.failure = upstreamUnavailable('HTTP 503');
+        await expect(service.moonshots('active', 5)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+        await expect(service.moonshots('active', 5)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+        expect(inner.count('moonshots')).toBe(2);
+    });
+});
+
 describe('cancellation', () => {
     it('rejects an aborting caller at once without failing another caller of the same fetch', async () => {
         const { service, inner } = harness();
         const release = inner.hold();
         const controller = new AbortController();
-        const leaving = service.hourlySignals(3375, controller.signal);
-        const staying = service.hourlySignals(3375);
+        const leaving = service.dailyOhlcv(3375, 7, controller.signal);
+        const staying = service.dailyOhlcv(3375, 7);
         await settle();
         controller.abort();
         await expect(leaving).rejects.toMatchObject({ code: 'CANCELLED' });
         expect(inner.calls[0]!.signal?.aborted).toBe(false);
         release();
         expect((await staying).data).toHaveLength(1);
-        expect(inner.count('hourlySignals')).toBe(1);
+        expect(inner.count('dailyOhlcv')).toBe(1);
     });
 
     it('aborts the upstream call when every waiter has gone, and starts afresh for the next caller', async () => {
@@ -284,8 +326,9 @@ describe('entry granularity', () => {
 
     it('splits a mixed token query by element and reuses the rows for id lookups', async () => {
         const { service, inner } = harness();
+        // Names go upstream as typed (the filter may be case-sensitive), and are keyed case-insensitively.
         const mixed = await service.tokens({ symbols: ['btc'], names: ['Ethereum'], ids: [3988] });
-        expect(inner.calls[0]!.args[0]).toEqual({ symbols: ['BTC'], names: ['ethereum'], ids: [3988] });
+        expect(inner.calls[0]!.args[0]).toEqual({ symbols: ['BTC'], names: ['Ethereum'], ids: [3988] });
         expect(mixed.data.map(row => row.tokenId)).toEqual([3375, 3306, 3988]);
         const byName = await service.tokens({ names: ['ETHEREUM'] });
         const byId = await service.tokens({ ids: [3375, 3306] });
@@ -294,17 +337,20 @@ describe('entry granularity', () => {
         expect(inner.count('tokens')).toBe(1);
     });
 
-    it('caches grades per id and keeps a missing source as null', async () => {
+    it('caches each grade source per id, separately, and sends only the missing ids upstream', async () => {
         const { service, inner } = harness();
-        await service.grades([3375]);
-        inner.gradeMode = 'legacy';
-        const both = await service.grades([3375, 3306]);
-        expect(inner.calls.map(call => call.args[0])).toEqual([[3375], [3306]]);
-        expect(both.data.tm?.map(row => row.tokenId)).toEqual([3375]);
-        expect(both.data.trader?.map(row => row.tokenId)).toEqual([3306]);
-        expect(both.data.investor).toBeNull();
-        const legacyOnly = await service.grades([3306]);
-        expect(legacyOnly.data.tm).toBeNull();
+        await service.tmGrades([3375]);
+        const both = await service.tmGrades([3375, 3306]);
+        await service.fundamentalGrades([3375]);
+        await service.technologyGrades([3375]);
+        await service.fundamentalGrades([3375]);
+        expect(inner.calls.map(call => [call.method, call.args[0]])).toEqual([
+            ['tmGrades', [3375]],
+            ['tmGrades', [3306]],
+            ['fundamentalGrades', [3375]],
+            ['technologyGrades', [3375]]
+        ]);
+        expect(both.data.map(row => row.tokenId)).toEqual([3375, 3306]);
     });
 
     it('keys signals and candles by id and clamped days', async () => {
@@ -329,10 +375,10 @@ describe('entry granularity', () => {
         const { service } = harness();
         await service.prices([1, 2]);
         await service.prices([1, 3]);
-        await service.hourlySignals(1);
+        await service.dailyOhlcv(1, 7);
         const stats = service.stats();
-        expect(stats.endpoints.prices).toEqual({ hits: 1, misses: 3, sharedHits: 0, coalesced: 0, staleServed: 0, upstreamCalls: 2 });
-        expect(stats.totals).toEqual({ hits: 1, misses: 4, sharedHits: 0, coalesced: 0, staleServed: 0, upstreamCalls: 3 });
+        expect(stats.endpoints.prices).toEqual({ hits: 1, misses: 3, sharedHits: 0, coalesced: 0, staleServed: 0, failuresRemembered: 0, upstreamCalls: 2 });
+        expect(stats.totals).toEqual({ hits: 1, misses: 4, sharedHits: 0, coalesced: 0, staleServed: 0, failuresRemembered: 0, upstreamCalls: 3 });
         expect(stats.entries).toBe(4);
     });
 });

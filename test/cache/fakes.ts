@@ -1,6 +1,16 @@
-import type { GradeSources, MarketData, MoonshotType, TokenQuery } from '../../src/api/client.js';
+import type { MarketData, TokenQuery } from '../../src/api/client.js';
 import { cancelled } from '../../src/api/errors.js';
-import type { DailyOhlcv, HourlySignal, Moonshot, Price, Token, TradingSignal } from '../../src/api/schemas.js';
+import type {
+    DailyOhlcv,
+    FundamentalGrade,
+    Moonshot,
+    MoonshotType,
+    Price,
+    TechnologyGrade,
+    TmGrade,
+    Token,
+    TradingSignal
+} from '../../src/domain/market.js';
 import type { Clock } from '../../src/clock.js';
 import type { LogFields, Logger, LogLevel } from '../../src/logger.js';
 
@@ -52,7 +62,7 @@ export interface InnerCall {
     signal: AbortSignal | undefined;
 }
 
-export const token = (tokenId: number, symbol: string, name: string): Token => ({ tokenId, symbol, name, categories: [], exchanges: [] });
+export const token = (tokenId: number, symbol: string, name: string): Token => ({ tokenId, symbol, name, categories: [], exchanges: [], contracts: {} });
 
 export const TOKENS: Token[] = [
     token(3375, 'BTC', 'Bitcoin'),
@@ -72,7 +82,8 @@ const moonshot = (i: number): Moonshot => ({
     moonshotAt: '2026-01-14',
     moonshotEndAt: null,
     roiPct: 12,
-    priceChange7dPct: 3
+    priceChange7dPct: 3,
+    lastSignalAt: null
 });
 
 /**
@@ -87,7 +98,6 @@ export class FakeMarketData implements MarketData {
     priceOf = (id: number): number => id / 100;
     /** Thrown by every call while set. */
     failure: Error | null = null;
-    gradeMode: 'tm' | 'legacy' = 'tm';
     private gate: Promise<void> | null = null;
 
     /** Calls made from now on wait until the returned function is called (or their signal aborts). */
@@ -119,37 +129,47 @@ export class FakeMarketData implements MarketData {
             .map(id => ({ tokenId: id, name: `Token ${id}`, symbol: `T${id}`, priceUsd: this.priceOf(id) }));
     }
 
-    async grades(tokenIds: readonly number[], signal?: AbortSignal): Promise<GradeSources> {
-        await this.enter('grades', [[...tokenIds]], signal);
-        if (this.gradeMode === 'legacy') {
-            return {
-                tm: null,
-                trader: tokenIds.map(id => ({
-                    tokenId: id,
-                    date: '2026-01-15',
-                    traderGrade: 70,
-                    traderGradeChange24hPct: 2,
-                    taGrade: 60,
-                    quantGrade: 50
-                })),
-                investor: null
-            };
-        }
-        return {
-            tm: tokenIds.map(id => ({
-                tokenId: id,
-                date: '2026-01-15',
-                tmGrade: 75,
-                signal: 'bullish',
-                tmGradeChange24hPct: 1,
-                traderGradeChange24hPct: 2,
-                fundamentalGrade: 60,
-                momentum: null,
-                quantGrade: 55
-            })),
-            trader: null,
-            investor: null
-        };
+    async tmGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TmGrade[]> {
+        await this.enter('tmGrades', [[...tokenIds]], signal);
+        return tokenIds.map(id => ({
+            tokenId: id,
+            tmGrade: 75,
+            signalLabel: 'Buy',
+            momentum: 'Gaining Momentum',
+            change24hPts: 1.5,
+            change24hPct: 2,
+            fundamentalGrade: 60,
+            fundamentalClass: 'B',
+            quantGrade: null
+        }));
+    }
+
+    async fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<FundamentalGrade[]> {
+        await this.enter('fundamentalGrades', [[...tokenIds]], signal);
+        return tokenIds.map(id => ({
+            tokenId: id,
+            date: '2026-01-15',
+            fundamentalGrade: 64,
+            fundamentalClass: 'A',
+            communityScore: 50,
+            exchangeScore: 60,
+            vcScore: null,
+            tokenomicsScore: 70,
+            defiScannerScore: null
+        }));
+    }
+
+    async technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TechnologyGrade[]> {
+        await this.enter('technologyGrades', [[...tokenIds]], signal);
+        return tokenIds.map(id => ({
+            tokenId: id,
+            date: '2026-01-15',
+            technologyGrade: 58,
+            activityScore: 40,
+            securityScore: 70,
+            repositoryScore: 55,
+            collaborationScore: null
+        }));
     }
 
     async tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<TradingSignal[]> {
@@ -158,20 +178,14 @@ export class FakeMarketData implements MarketData {
             [0, 1].map(offset => ({
                 tokenId: id,
                 date: `2026-01-${String(15 - offset).padStart(2, '0')}`,
-                signal: 'bullish' as const,
-                trend: 1,
+                event: offset === 1 ? (1 as const) : (0 as const),
+                trend: 1 as const,
                 signalReturns: 0.1,
                 holdingReturns: 0.05,
                 traderGrade: 70,
-                investorGrade: 60,
-                link: null
+                investorGrade: 60
             }))
         );
-    }
-
-    async hourlySignals(tokenId: number, signal?: AbortSignal): Promise<HourlySignal[]> {
-        await this.enter('hourlySignals', [tokenId], signal);
-        return [{ tokenId, timestamp: '2026-01-15T11:00:00Z', close: 100, signal: 'neutral', position: 0 }];
     }
 
     async moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Moonshot[]> {

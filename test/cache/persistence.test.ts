@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { upstreamUnavailable } from '../../src/api/errors.js';
-import { CACHE_FILE_NAME } from '../../src/cache/persistence.js';
+import { CACHE_FILE_NAME, CACHE_FILE_VERSION } from '../../src/cache/persistence.js';
 import { FakeClock, FakeMarketData, RecordingLogger } from './fakes.js';
 import { harness } from './helpers.js';
 
@@ -28,18 +28,18 @@ describe('persistent cache', () => {
         const first = harness({ cacheDir: dir });
         await first.service.prices([3375, 3306]);
         await first.service.tokens({ symbols: ['BTC', 'NOPE'] });
-        await first.service.grades([3375]);
+        await first.service.tmGrades([3375]);
         await first.service.close();
 
         const second = harness({ cacheDir: dir }, { clock: first.clock });
         const prices = await second.service.prices([3306, 3375]);
         const tokens = await second.service.tokens({ symbols: ['btc', 'nope'] });
-        const grades = await second.service.grades([3375]);
+        const grades = await second.service.tmGrades([3375]);
         expect(second.inner.count()).toBe(0);
         expect(prices.data.map(row => row.tokenId)).toEqual([3306, 3375]);
         expect(prices.fetchedAt).toBe(first.clock.now());
         expect(tokens.data.map(row => row.symbol)).toEqual(['BTC']);
-        expect(grades.data.tm).toHaveLength(1);
+        expect(grades.data).toHaveLength(1);
         expect(second.logger.warnings).toEqual([]);
     });
 
@@ -87,19 +87,19 @@ describe('persistent cache', () => {
 
     it('applies a shortened TTL to entries loaded from disk', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.grades([3375]);
+        await first.service.tmGrades([3375]);
         await first.service.close();
         first.clock.advance(20 * SECOND);
         const second = harness({ cacheDir: dir, ttlSeconds: { grades: 10 } }, { clock: first.clock });
-        await second.service.grades([3375]);
-        expect(second.inner.count('grades')).toBe(1);
+        await second.service.tmGrades([3375]);
+        expect(second.inner.count('tmGrades')).toBe(1);
     });
 
     it('starts empty and logs a warning when the file is corrupt', async () => {
         const first = harness({ cacheDir: dir });
         await first.service.prices([3375]);
         await first.service.close();
-        writeFileSync(join(dir, CACHE_FILE_NAME), '{"version":1,"entries":[{"key":"price:1"');
+        writeFileSync(join(dir, CACHE_FILE_NAME), `{"version":${CACHE_FILE_VERSION},"entries":[{"key":"price:1"`);
 
         const logger = new RecordingLogger();
         const second = harness({ cacheDir: dir }, { logger });
@@ -107,16 +107,16 @@ describe('persistent cache', () => {
         expect((await second.service.prices([3375])).data).toHaveLength(1);
         expect(second.inner.count('prices')).toBe(1);
         await second.service.close();
-        expect(JSON.parse(readFileSync(join(dir, CACHE_FILE_NAME), 'utf8'))).toMatchObject({ version: 1 });
+        expect(JSON.parse(readFileSync(join(dir, CACHE_FILE_NAME), 'utf8'))).toMatchObject({ version: CACHE_FILE_VERSION });
     });
 
-    it('ignores a file of another version or with values of the wrong shape', async () => {
+    it('ignores a file of another version, and discards each entry whose value fails the domain schema', async () => {
         const path = join(dir, CACHE_FILE_NAME);
         const now = new FakeClock().now();
         const first = harness({ cacheDir: dir });
         await first.service.close();
 
-        writeFileSync(path, JSON.stringify({ version: 2, savedAt: now, entries: [] }));
+        writeFileSync(path, JSON.stringify({ version: CACHE_FILE_VERSION - 1, savedAt: now, entries: [] }));
         const wrongVersion = harness({ cacheDir: dir });
         expect(wrongVersion.logger.warnings).toHaveLength(1);
 
@@ -124,13 +124,19 @@ describe('persistent cache', () => {
         const entries = [
             { key: 'price:1', ...times, value: 'not a price' },
             { key: 'unknown:1', ...times, value: [] },
+            // The right outer shape (a list) with the wrong rows inside: it used to fail every later lookup of BTC.
+            { key: 'tokens:symbol:BTC', ...times, value: [42] },
+            { key: 'price:3', ...times, value: { tokenId: 'three', name: null, symbol: null, priceUsd: 3 } },
             { key: 'price:2', ...times, value: { tokenId: 2, name: 'Two', symbol: 'TWO', priceUsd: 2 } }
         ];
-        writeFileSync(path, JSON.stringify({ version: 1, savedAt: now, entries }));
+        writeFileSync(path, JSON.stringify({ version: CACHE_FILE_VERSION, savedAt: now, entries }));
         const badValues = harness({ cacheDir: dir });
-        expect(badValues.logger.warnings.map(line => line.fields.rejected)).toEqual([2]);
+        expect(badValues.logger.warnings.map(line => line.fields.rejected)).toEqual([4]);
         expect((await badValues.service.prices([2])).data[0]?.priceUsd).toBe(2);
         expect(badValues.inner.count()).toBe(0);
+        const btc = await badValues.service.tokens({ symbols: ['BTC'] });
+        expect(btc.data.map(row => row.tokenId)).toEqual([3375]);
+        expect(badValues.inner.count('tokens')).toBe(1);
     });
 
     it('writes only domain data: key-like strings near the cache never reach the file', async () => {
@@ -141,7 +147,7 @@ describe('persistent cache', () => {
         inner.failure = upstreamUnavailable(`proxy said: bad key ${API_KEYS[0]}`);
         await expect(service.moonshots('active', 10)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
         inner.failure = null;
-        await service.hourlySignals(3375);
+        await service.dailyOhlcv(3375, 7);
         await service.close();
 
         const text = readFileSync(join(dir, CACHE_FILE_NAME), 'utf8');

@@ -271,7 +271,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             outcome: {
                 answer: result => {
                     expectAnswer('get_grades', result);
-                    expect(result.structuredContent).toMatchObject({ symbol: 'FK6', tm_grade: expect.any(Number), not_available: [] });
+                    expect(result.structuredContent).toMatchObject({ symbol: 'FK6', tm_grade: expect.any(Number), unavailable: [] });
                 }
             },
             bounds: { '/tm-grade': 2, '/trading-signals': 1 },
@@ -290,7 +290,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             tool: 'get_price',
             args: { symbols: ['FK8'] },
             faults: [{ fault: { kind: 'truncated' }, path: '/price' }],
-            outcome: { cause: /unexpected format \(the response body is not valid JSON\)/, next: /try again later/ },
+            outcome: { cause: /unexpected format \(the response body is not valid JSON\)/, next: /run `crypto-intel-mcp doctor`.*remembered for another 60 s/s },
             bounds: { '/price': 1 }
         },
         {
@@ -298,7 +298,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             tool: 'get_grades',
             args: { symbol: 'FK9' },
             faults: [{ fault: { kind: 'truncated' }, path: '/tokens' }],
-            outcome: { cause: /unexpected format/, next: /report it to the crypto-intel-mcp maintainers/ },
+            outcome: { cause: /unexpected format/, next: /report its output to the crypto-intel-mcp maintainers/ },
             bounds: { '/tokens': 1, '/tm-grade': 0 }
         },
         {
@@ -322,7 +322,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             tool: 'get_price',
             args: { symbols: ['FK11'] },
             faults: [{ fault: { kind: 'drift' }, path: '/price' }],
-            outcome: { cause: /unexpected format \(\/price TOKEN_ID/, next: /report it/ },
+            outcome: { cause: /unexpected format \(\/price: none of its 1 rows has TOKEN_ID\)/, next: /report its output/ },
             bounds: { '/price': 1 }
         },
         {
@@ -330,7 +330,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             tool: 'explain_signal',
             args: { symbol: 'FK12' },
             faults: [{ fault: { kind: 'drift' }, path: '/trading-signals' }],
-            outcome: { cause: /unexpected format \(\/trading-signals/, next: /try again later/ },
+            outcome: { cause: /unexpected format \(\/trading-signals/, next: /crypto-intel-mcp doctor/ },
             bounds: { '/trading-signals': 1 }
         },
         {
@@ -359,7 +359,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             bounds: { '/price': MAX_ATTEMPTS }
         },
         {
-            name: '/tm-grade gone (404): grades from the older endpoints',
+            name: '/tm-grade gone (404): the grades the signal rows carry, and what is missing',
             tool: 'get_grades',
             args: { symbol: 'FK16' },
             faults: [],
@@ -375,19 +375,19 @@ describe('upstream faults: every call ends in a correct answer or an error that 
                         tm_grade: null,
                         trader_grade: expect.any(Number),
                         investor_grade: expect.any(Number),
-                        not_available: ['tm-grade']
+                        unavailable: ['tm-grade: not served upstream']
                     });
-                    expect(textOf(result)).toMatch(/Not available upstream: tm-grade/);
+                    expect(textOf(result)).toMatch(/Unavailable: tm-grade: not served upstream/);
                 }
             },
-            bounds: { '/tm-grade': 1, '/trader-grades': 1, '/investor-grades': 1 }
+            bounds: { '/tm-grade': 1, '/trader-grades': 0, '/investor-grades': 0 }
         },
         {
-            name: '/tm-grade still gone: not asked again',
+            name: '/tm-grade still gone: not asked again for another token',
             tool: 'get_grades',
             args: { symbol: 'FK17' },
             faults: [],
-            outcome: { answer: result => expect(result.structuredContent).toMatchObject({ symbol: 'FK17', not_available: ['tm-grade'] }) },
+            outcome: { answer: result => expect(result.structuredContent).toMatchObject({ symbol: 'FK17', unavailable: ['tm-grade: not served upstream'] }) },
             bounds: { '/tm-grade': 0 }
         },
         {
@@ -404,20 +404,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
         }
     ];
 
-    for (const scenario of CASES) {
-        it(`${scenario.name}: ${'answer' in scenario.outcome ? 'answers' : 'explains the failure'}, with bounded attempts`, async () => {
-            settleFake(fake);
-            scenario.setup?.(fake);
-            for (const { fault, path, times } of scenario.faults) inject(fake, { fault, path, ...(times === undefined ? {} : { times }) });
-            const result = await server.call(scenario.tool, scenario.args);
-            if ('answer' in scenario.outcome) scenario.outcome.answer(result, fake);
-            else expectFailure(result, scenario.outcome.cause, scenario.outcome.next);
-            for (const [path, most] of Object.entries(scenario.bounds)) expect(attempts(fake, path), path).toBeLessThanOrEqual(most);
-            for (const [path, count] of Object.entries(scenario.exact ?? {})) expect(attempts(fake, path), path).toBe(count);
-            expect(server.alive).toBe(true);
-        });
-    }
-
+    // Before the cases: one of them takes /price away, and the server remembers that for a minute.
     it('serves a stale price, marked with its age, through every transient fault once the TTL has passed', async () => {
         settleFake(fake);
         const fresh = await server.call('get_price', { symbols: ['FK20'] });
@@ -441,10 +428,29 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             expect(textOf(result)).toMatch(/STALE: upstream unavailable, cached \d+s ago/);
             expect(attempts(fake, '/price')).toBeLessThanOrEqual(MAX_ATTEMPTS);
         }
+        // The unreadable answers (truncated, drifted) are remembered for a minute: until then the stale price answers
+        // and the upstream is not paid again for the same unreadable answer.
         settleFake(fake);
-        const recovered = await server.call('get_price', { symbols: ['FK20'] });
-        expect((recovered.structuredContent as unknown as PriceAnswer).stale_age_s).toBeNull();
+        const remembered = await server.call('get_price', { symbols: ['FK20'] });
+        expect((remembered.structuredContent as unknown as PriceAnswer).stale_age_s).toBeGreaterThanOrEqual(1);
+        expect(attempts(fake, '/price')).toBe(0);
+        const other = await server.call('get_price', { symbols: ['FK21'] });
+        expect((other.structuredContent as unknown as PriceAnswer).stale_age_s).toBeNull();
     });
+
+    for (const scenario of CASES) {
+        it(`${scenario.name}: ${'answer' in scenario.outcome ? 'answers' : 'explains the failure'}, with bounded attempts`, async () => {
+            settleFake(fake);
+            scenario.setup?.(fake);
+            for (const { fault, path, times } of scenario.faults) inject(fake, { fault, path, ...(times === undefined ? {} : { times }) });
+            const result = await server.call(scenario.tool, scenario.args);
+            if ('answer' in scenario.outcome) scenario.outcome.answer(result, fake);
+            else expectFailure(result, scenario.outcome.cause, scenario.outcome.next);
+            for (const [path, most] of Object.entries(scenario.bounds)) expect(attempts(fake, path), path).toBeLessThanOrEqual(most);
+            for (const [path, count] of Object.entries(scenario.exact ?? {})) expect(attempts(fake, path), path).toBe(count);
+            expect(server.alive).toBe(true);
+        });
+    }
 
     it('serves stale grades, signals and moonshots with a fake clock, and stops at the stale limit', async () => {
         settleFake(fake);

@@ -107,7 +107,7 @@ describe('key failover through the real client', () => {
         fake.inject({ fault: { kind: 'rate-limit', retryAfter: '5' }, key: A, times: 1 });
         await client.prices([3375, 3306]);
         await client.tokens({ symbols: ['BTC'] });
-        await client.grades([3375]);
+        await client.tmGrades([3375]);
         expect(fake.calls.length).toBeGreaterThanOrEqual(4);
         for (const call of fake.calls) {
             expect(call.key === A || call.key === B).toBe(true);

@@ -40,9 +40,10 @@ const SCENARIOS: Scenario[] = [
             Promise.all([
                 client.tokens({ symbols: ['BTC', 'ETH'] }),
                 prices(client),
-                client.grades([3375]),
+                client.tmGrades([3375]),
                 client.tradingSignals([3375], 7),
-                client.hourlySignals(3375),
+                client.fundamentalGrades([3375]),
+                client.technologyGrades([3375]),
                 client.moonshots('active', 5),
                 client.dailyOhlcv(3306, 5)
             ])
@@ -66,7 +67,13 @@ const SCENARIOS: Scenario[] = [
     { name: 'the first key revoked', expect: null, setup: fake => fake.revoke(ENV_KEYS[0]!) },
     { name: 'every key revoked', expect: 'AUTH_REVOKED', setup: fake => ALL_KEYS.forEach(key => fake.revoke(key)) },
     { name: 'a removed endpoint (404)', expect: 'NOT_FOUND', setup: fake => fake.removeEndpoint('/price') },
-    { name: 'no /tm-grade', expect: null, setup: fake => fake.removeEndpoint('/tm-grade'), run: client => client.grades([3375]) },
+    { name: 'no /tm-grade', expect: 'NOT_FOUND', setup: fake => fake.removeEndpoint('/tm-grade'), run: client => client.tmGrades([3375]) },
+    {
+        name: 'a 403 outside the plan',
+        expect: 'NOT_IN_PLAN',
+        setup: inject({ kind: 'status', status: 403, message: 'This endpoint is not available in your plan' }),
+        run: client => client.technologyGrades([3375])
+    },
     { name: 'no key configured', expect: 'NO_API_KEY', keys: 'none' },
     { name: 'a cancelled call', expect: 'CANCELLED', run: client => client.prices([3375], AbortSignal.abort(new Error('stop'))) }
 ];

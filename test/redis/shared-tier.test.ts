@@ -66,15 +66,15 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const a = replica({ clock });
         const b = replica({ clock });
         await Promise.all([connected(a.shared), connected(b.shared)]);
-        const first = await a.service.grades([3375]);
+        const first = await a.service.tmGrades([3375]);
         await turn();
-        const second = await b.service.grades([3375]);
+        const second = await b.service.tmGrades([3375]);
         expect(a.inner.count() + b.inner.count()).toBe(1);
         expect(second).toEqual(first);
-        expect(b.service.stats().endpoints.grades).toMatchObject({ misses: 1, sharedHits: 1, upstreamCalls: 0 });
+        expect(b.service.stats().endpoints.tmGrades).toMatchObject({ misses: 1, sharedHits: 1, upstreamCalls: 0 });
         // Now local on B: no Redis round trip the second time.
-        await b.service.grades([3375]);
-        expect(b.service.stats().endpoints.grades).toMatchObject({ hits: 1, sharedHits: 1 });
+        await b.service.tmGrades([3375]);
+        expect(b.service.stats().endpoints.tmGrades).toMatchObject({ hits: 1, sharedHits: 1 });
     });
 
     it('makes a replica wait for the fetch another one has in flight instead of calling the upstream', async () => {
@@ -99,9 +99,9 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         await Promise.all([connected(a.shared), connected(b.shared)]);
         a.inner.failure = upstreamUnavailable('HTTP 503');
         const release = a.inner.hold();
-        const fromA = a.service.hourlySignals(3375);
+        const fromA = a.service.dailyOhlcv(3375, 7);
         await turn();
-        const fromB = b.service.hourlySignals(3375);
+        const fromB = b.service.dailyOhlcv(3375, 7);
         await turn();
         release();
         await expect(fromA).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
@@ -156,6 +156,18 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const answer = await b.service.moonshots('active', 2);
         expect(answer.data).toHaveLength(2);
         expect(b.inner.count()).toBe(1);
+    });
+
+    it('discards a shared entry whose rows fail the domain schema, with a warning, and serves the call', async () => {
+        const clock = new FakeClock();
+        const b = replica({ clock });
+        await connected(b.shared);
+        const now = clock.now();
+        await admin.set(`${KEY_PREFIX}e:tokens:symbol:BTC`, `${now + 60_000}:${now}:[42]`, 'PX', 60_000);
+        const answer = await b.service.tokens({ symbols: ['BTC'] });
+        expect(answer.data.map(token => token.tokenId)).toEqual([3375]);
+        expect(b.inner.count('tokens')).toBe(1);
+        expect(b.logger.warnings.map(line => line.msg)).toContain('shared cache entry ignored: unexpected value shape');
     });
 
     it('shares one upstream budget: a replica waits while the others hold every lease', async () => {

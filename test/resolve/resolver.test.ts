@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Token } from '../../src/api/schemas.js';
+import type { Token } from '../../src/domain/market.js';
 import { createMarketService } from '../../src/cache/index.js';
 import { silentLogger } from '../../src/logger.js';
 import { closest, editDistance } from '../../src/resolve/distance.js';
@@ -13,7 +13,8 @@ const token = (tokenId: number, symbol: string, exchanges: number): Token => ({
     symbol,
     name: `${symbol} ${tokenId}`,
     categories: [],
-    exchanges: Array.from({ length: exchanges }, (_, i) => `ex${i}`)
+    exchanges: Array.from({ length: exchanges }, (_, i) => `ex${i}`),
+    contracts: {}
 });
 
 describe('ranking shared symbols', () => {
@@ -72,7 +73,8 @@ describe('TokenResolver against the fake upstream', () => {
             'token_id',
             'token_name'
         ]);
-        expect(fake.calls.find(call => call.query.token_name)?.query.token_name).toBe('wrapped thing,solana');
+        // As typed and title-cased: the fake, like the upstream may be, matches names case-sensitively.
+        expect(fake.calls.find(call => call.query.token_name)?.query.token_name).toBe('wrapped thing,Wrapped Thing,Solana');
     });
 
     it('answers inputs that cannot be a symbol without asking the upstream', async () => {

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FakeUpstream } from '../fake-upstream/index.js';
+import { FakeUpstream, fixture } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { inProcessServer, textOf, type InProcessServer } from '../helpers/in-process.js';
 
@@ -19,6 +19,9 @@ beforeEach(async () => {
 afterEach(async () => {
     await server.close();
 });
+
+/** A fixture value as the tools read it: numbers and numeric strings are numbers, absent is null. */
+const num = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
 
 /** Text the model reads must stay small even for the largest allowed input. */
 const TEXT_BUDGET = 1_500;
@@ -83,29 +86,75 @@ describe('get_price', () => {
 });
 
 describe('get_grades', () => {
-    it("answers SOL's grades with every field present or null", async () => {
+    it("answers SOL's grades with today's taxonomy, values as the upstream sent them, and the data's own day", async () => {
         const result = await server.call('get_grades', { symbol: 'sol' });
-        expect(result.structuredContent).toMatchObject({
+        const tm = fixture('tm-grade').find(row => row.TOKEN_ID === 3988)!;
+        const newest = fixture('trading-signals')
+            .filter(row => row.TOKEN_ID === 3988)
+            .sort((a, b) => String(b.DATE).localeCompare(String(a.DATE)))[0]!;
+        expect(result.structuredContent).toEqual({
             symbol: 'SOL',
             name: 'Solana',
             token_id: 3988,
-            trader_grade: expect.any(Number),
-            investor_grade: expect.any(Number),
-            tm_grade: expect.any(Number),
-            signal_label: expect.stringMatching(/bullish|bearish|neutral/),
-            not_available: [],
+            tm_grade: num(tm.TM_GRADE),
+            tm_grade_signal: tm.TM_GRADE_SIGNAL,
+            momentum: tm.MOMENTUM ?? null,
+            tm_grade_change_24h_pts: num(tm.TM_TRADER_GRADE_24H_CHANGE),
+            tm_grade_change_24h_pct: num(tm.TM_GRADE_24h_PCT_CHANGE),
+            trader_grade: newest.TM_TRADER_GRADE,
+            trader_grade_band: expect.any(String),
+            investor_grade: newest.TM_INVESTOR_GRADE,
+            fundamental_grade: num(tm.FUNDAMENTAL_GRADE),
+            fundamental_class: tm.FUNDAMENTAL_GRADE_CLASS ?? null,
+            technology_grade: null,
+            unavailable: [],
+            alternatives: [],
+            data_date: fake.world.shiftedDate(String(newest.DATE)).slice(0, 10),
+            fetched_at: expect.any(String),
             stale_age_s: null
         });
-        expect(textOf(result)).toMatch(/^SOL \(Solana, id 3988\)\nTrader grade/);
+        expect(textOf(result)).toMatch(/^SOL \(Solana, id 3988\)\nTM grade/);
+        expect(textOf(result)).toContain(`data of ${fake.world.shiftedDate(String(newest.DATE)).slice(0, 10)}`);
         expect(textOf(result).length).toBeLessThan(TEXT_BUDGET);
+        expect(fake.log().map(line => line.split(' ')[0])).toEqual(['/tokens', '/tm-grade', '/trading-signals']);
     });
 
-    it('says "not available" instead of failing when /tm-grade is gone', async () => {
+    it('adds the fundamental and technology grades when asked, one credit each', async () => {
+        const result = await server.call('get_grades', { symbol: 'BTC', include: ['fundamental', 'technology'] });
+        const fundamental = fixture('fundamental-grade').find(row => row.TOKEN_ID === 3375)!;
+        const technology = fixture('technology-grade').find(row => row.TOKEN_ID === 3375)!;
+        expect(result.structuredContent).toMatchObject({
+            fundamental_grade: num(fundamental.FUNDAMENTAL_GRADE),
+            fundamental_class: fundamental.FUNDAMENTAL_GRADE_CLASS,
+            technology_grade: num(technology.TECHNOLOGY_GRADE)
+        });
+        expect(fake.count('/fundamental-grade')).toBe(1);
+        expect(fake.count('/technology-grade')).toBe(1);
+        expect(fake.count('/trader-grades') + fake.count('/investor-grades')).toBe(0);
+    });
+
+    it('answers without the sources that are gone or outside the plan, and says which', async () => {
         fake.removeEndpoint('/tm-grade');
+        fake.inject({ path: '/technology-grade', fault: { kind: 'forbidden', message: 'Not available on your plan' } });
+        const result = await server.call('get_grades', { symbol: 'ETH', include: ['technology'] });
+        expect(result.isError).toBeFalsy();
+        expect(result.structuredContent).toMatchObject({
+            tm_grade: null,
+            technology_grade: null,
+            trader_grade: 84.2,
+            unavailable: ['tm-grade: not served upstream', 'technology-grade: not in your plan']
+        });
+        expect(textOf(result)).toContain('Unavailable: tm-grade: not served upstream; technology-grade: not in your plan.');
+        // Remembered for the endpoint: another token does not pay for the same 404 again.
+        await server.call('get_grades', { symbol: 'SOL' });
+        expect(fake.count('/tm-grade')).toBe(1);
+    });
+
+    it('keeps answering when one field drifts: that field is null', async () => {
+        fake.inject({ path: '/tm-grade', fault: { kind: 'drift-field', field: 'TM_GRADE', value: { score: 71 } } });
         const result = await server.call('get_grades', { symbol: 'ETH' });
         expect(result.isError).toBeFalsy();
-        expect(result.structuredContent).toMatchObject({ tm_grade: null, trader_grade: 84.2, not_available: ['tm-grade'] });
-        expect(textOf(result)).toContain('Not available upstream: tm-grade');
+        expect(result.structuredContent).toMatchObject({ tm_grade: null, tm_grade_signal: expect.any(String), trader_grade: 84.2 });
     });
 
     it('answers an unknown symbol with an isError result that says what to pass', async () => {
@@ -116,15 +165,42 @@ describe('get_grades', () => {
 });
 
 describe('list_moonshots', () => {
-    it('filters by market cap and trader grade and keeps 50 past picks under the text budget', async () => {
-        const filtered = await server.call('list_moonshots', { max_market_cap_usd: 50_000_000, min_trader_grade: 80 });
-        const rows = (filtered.structuredContent as { moonshots: Array<{ market_cap_usd: number; trader_grade: number }> }).moonshots;
-        expect(rows.length).toBeGreaterThan(0);
-        expect(rows.every(row => row.market_cap_usd <= 50_000_000 && row.trader_grade >= 80)).toBe(true);
+    it('lists active picks with live ROI and full symbols, without looking up token ids', async () => {
+        const result = await server.call('list_moonshots', { limit: 50 });
+        const sent = fixture('moonshot-tokens-active');
+        const rows = (result.structuredContent as { moonshots: Array<Record<string, unknown>> }).moonshots;
+        expect(rows.map(row => row.symbol)).toEqual(sent.map(row => row.TOKEN_SYMBOL));
+        expect(rows[0]).toEqual({
+            symbol: sent[0]!.TOKEN_SYMBOL,
+            name: sent[0]!.TOKEN_NAME,
+            token_id: null,
+            trader_grade: num(sent[0]!.TM_TRADER_GRADE),
+            market_cap_usd: num(sent[0]!.MARKET_CAP),
+            volume_24h_usd: num(sent[0]!.VOLUME_24H),
+            moonshot_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_AT)),
+            moonshot_end_at: null,
+            roi_pct: num(sent[0]!.MOONSHOT_ROI)
+        });
+        const longest = sent.map(row => String(row.TOKEN_SYMBOL)).sort((a, b) => b.length - a.length)[0]!;
+        expect(longest.length).toBeGreaterThan(8);
+        expect(textOf(result)).toContain(longest);
+        expect(fake.log().map(line => line.split(' ')[0])).toEqual(['/moonshot-tokens']);
+    });
+
+    it('shows past picks with their end date and final ROI, and filters by market cap and grade', async () => {
         const past = await server.call('list_moonshots', { type: 'past', limit: 50 });
-        expect((past.structuredContent as { moonshots: unknown[] }).moonshots.length).toBe(26);
+        const sent = fixture('moonshot-tokens-past');
+        const rows = (past.structuredContent as { moonshots: Array<{ moonshot_end_at: string | null; roi_pct: number | null }> }).moonshots;
+        expect(rows).toHaveLength(sent.length);
+        expect(rows[0]).toMatchObject({ moonshot_end_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_END_AT)), roi_pct: num(sent[0]!.MOONSHOT_ROI) });
+        expect(textOf(past)).toMatch(/ENDED\s+ROI/);
         expect(textOf(past).length).toBeLessThan(TEXT_BUDGET);
-        expect(fake.count('/moonshot-tokens')).toBe(2);
+        const cap = Math.max(...sent.map(row => Number(row.MARKET_CAP))) - 1;
+        const filtered = await server.call('list_moonshots', { type: 'past', max_market_cap_usd: cap, min_trader_grade: 1 });
+        const kept = (filtered.structuredContent as { moonshots: Array<{ market_cap_usd: number }> }).moonshots;
+        expect(kept.length).toBeGreaterThan(0);
+        expect(kept.every(row => row.market_cap_usd <= cap)).toBe(true);
+        expect(fake.count('/moonshot-tokens')).toBe(1);
     });
 
     it('rejects a limit above 50 with a clear message', async () => {
@@ -230,10 +306,22 @@ describe('failures become isError results and the server keeps serving', () => {
         }
     });
 
-    it('reports drifted upstream JSON as a format problem', async () => {
+    it('answers rows whose every number drifted, with those numbers null', async () => {
         fake.inject({ fault: { kind: 'drift' }, path: '/moonshot-tokens' });
         const result = await server.call('list_moonshots', {});
+        expect(result.isError).toBeFalsy();
+        const rows = (result.structuredContent as { moonshots: Array<{ symbol: string; roi_pct: number | null }> }).moonshots;
+        expect(rows.length).toBeGreaterThan(0);
+        expect(rows.every(row => row.symbol.length > 0 && row.roi_pct === null)).toBe(true);
+    });
+
+    it('reports an answer with no usable row as a format problem, remembered for a minute', async () => {
+        fake.inject({ fault: { kind: 'drift-field', field: 'TOKEN_SYMBOL', value: ['?'] }, path: '/moonshot-tokens' });
+        fake.inject({ fault: { kind: 'drift-field', field: 'TOKEN_NAME', value: { name: '?' } }, path: '/moonshot-tokens' });
+        const result = await server.call('list_moonshots', {});
         expect(result.isError).toBe(true);
-        expect(textOf(result)).toMatch(/unexpected format/);
+        expect(textOf(result)).toMatch(/unexpected format.*crypto-intel-mcp doctor.*remembered for another 60 s/s);
+        await server.call('list_moonshots', {});
+        expect(fake.count('/moonshot-tokens')).toBe(1);
     });
 });

@@ -13,9 +13,16 @@ const HELP = `crypto-intel-mcp ${VERSION}: an MCP server for crypto market intel
 
 Usage: crypto-intel-mcp [--help] [--version]
        crypto-intel-mcp --http [--port N] [--host ADDRESS]
+       crypto-intel-mcp doctor
 Without --http it speaks MCP over stdio: start it from an MCP client such as Claude Desktop or Cursor.
 With --http it serves the MCP Streamable HTTP transport on /mcp (stateless), plus GET /healthz and GET /readyz,
 for a team: several replicas can share one Redis (CRYPTO_INTEL_REDIS_URL).
+
+Commands:
+  doctor                         check your key(s) and the Token Metrics API: calls each endpoint the tools use
+                                 once (one credit each), prints status, rows, schema drift, latency and the key
+                                 fingerprint per endpoint; safe to paste into a bug report. Same environment as
+                                 the server. Exit 0 healthy, 1 drift or a failing endpoint, 2 no key configured
 
 Options:
   --http                         serve over HTTP instead of stdio
@@ -161,6 +168,13 @@ async function main(): Promise<void> {
     }
     if (command.kind === 'help') return printForPerson(HELP);
     if (command.kind === 'version') return printForPerson(`${VERSION}\n`);
+    if (command.kind === 'doctor') {
+        // Loaded only for doctor: the stdio server's start-up does not pay for it.
+        const { doctorCommand } = await import('./doctor.js');
+        const code = await doctorCommand(command.config);
+        // Exit once stdout has drained, so a piped report is complete.
+        return void process.stdout.write('', () => process.exit(code));
+    }
     if (command.config.transport === 'http') await serveHttp(command.config);
     else await serveStdio(command.config);
 }

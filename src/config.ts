@@ -51,7 +51,11 @@ export interface Config {
     redisUrl: string | null;
 }
 
-export type CliCommand = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
+/** `doctor` checks the upstream with the user's keys and exits; its `config` is read exactly as the server's. */
+export type CliCommand = { kind: 'run'; config: Config } | { kind: 'doctor'; config: Config } | { kind: 'help' } | { kind: 'version' };
+
+/** Subcommands: the first word of the command line, before any option. */
+export const COMMANDS = ['doctor'] as const;
 
 /** A configuration mistake: the CLI prints `message` as one line and exits with code 2. */
 export class ConfigError extends Error {
@@ -272,7 +276,15 @@ function parseRedisUrl(raw: string | undefined): string | null {
  * Throws `ConfigError` with a one-line message on any bad value.
  */
 export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): CliCommand {
-    const flags = parseFlags(argv);
+    const [first, ...rest] = argv;
+    const doctor = first === 'doctor';
+    if (first !== undefined && !doctor && !first.startsWith('-')) {
+        throw new ConfigError(`unknown command "${first}" (the only command is ${COMMANDS.join(', ')}; see --help)`);
+    }
+    if (doctor && rest.some(arg => /^--(?:http|port|host)(?:=|$)/.test(arg))) {
+        throw new ConfigError('doctor takes no --http, --port or --host: it calls the Token Metrics API directly');
+    }
+    const flags = parseFlags(doctor ? rest : argv);
     if (flags.help) return { kind: 'help' };
     if (flags.version) return { kind: 'version' };
 
@@ -283,7 +295,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
         apiKeyFile: nonEmpty(env.TOKEN_METRICS_API_KEY_FILE) ?? null,
         baseUrl: parseBaseUrl(env.TOKEN_METRICS_BASE_URL),
         cacheDir: cacheDirRaw?.toLowerCase() === 'off' ? null : (cacheDirRaw ?? defaultCacheDir(env)),
-        logLevel: parseLogLevel(env.CRYPTO_INTEL_LOG_LEVEL),
+        // doctor prints a report for a person on stdout: its stderr stays quiet (warnings only) unless asked for more.
+        logLevel: doctor && nonEmpty(env.CRYPTO_INTEL_LOG_LEVEL) === undefined ? 'warn' : parseLogLevel(env.CRYPTO_INTEL_LOG_LEVEL),
         upstream: {
             attemptTimeoutMs: parse(intIn('CRYPTO_INTEL_TIMEOUT_MS', 100, 120_000), env.CRYPTO_INTEL_TIMEOUT_MS ?? 10_000),
             deadlineMs: parse(intIn('CRYPTO_INTEL_DEADLINE_MS', 100, 300_000), env.CRYPTO_INTEL_DEADLINE_MS ?? 25_000),
@@ -306,5 +319,5 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
     if (config.upstream.attemptTimeoutMs > config.upstream.deadlineMs) {
         throw new ConfigError('CRYPTO_INTEL_TIMEOUT_MS must not exceed CRYPTO_INTEL_DEADLINE_MS');
     }
-    return { kind: 'run', config };
+    return doctor ? { kind: 'doctor', config } : { kind: 'run', config };
 }

@@ -1,4 +1,5 @@
 import { TokenMetricsClient } from './api/client.js';
+import type { DriftStats } from './api/drift.js';
 import { Semaphore, UpstreamHttp } from './api/http.js';
 import { createMarketService } from './cache/index.js';
 import type { MarketService } from './cache/market-service.js';
@@ -26,6 +27,8 @@ export interface Runtime {
     market: MarketService;
     /** Redis's state, or `null` when the deployment has none. */
     redis(): RedisHealth | null;
+    /** Upstream fields of the wrong kind and rows dropped since start-up: the format drift the answers survived. */
+    drift(): DriftStats;
     close(): Promise<void>;
 }
 
@@ -65,6 +68,7 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         keys,
         market,
         redis: () => shared?.health() ?? null,
+        drift: () => client.drift.stats(),
         close: () =>
             (closing ??= (async () => {
                 await market.close();

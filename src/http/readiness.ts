@@ -13,8 +13,12 @@ export interface Readiness {
         keys: { configured: number; usable: number };
         cache: { entries: number };
         redis: 'ok' | 'unavailable' | 'not configured';
+        /** Upstream values of the wrong kind read as null, and rows dropped for lack of identity, since start-up. */
+        upstreamFormat: { driftedValues: number; droppedRows: number };
     };
 }
+
+const sum = (counts: Record<string, number>): number => Object.values(counts).reduce((total, count) => total + count, 0);
 
 /** Whether a TCP connection to the upstream opens. It sends nothing, so it costs no credit and carries no key. */
 function dial(host: string, port: number): Promise<boolean> {
@@ -42,7 +46,7 @@ export class ReadinessProbe {
 
     constructor(
         baseUrl: string,
-        private readonly runtime: Pick<Runtime, 'keys' | 'market' | 'redis'>
+        private readonly runtime: Pick<Runtime, 'keys' | 'market' | 'redis' | 'drift'>
     ) {
         const url = new URL(baseUrl);
         this.host = url.hostname.replace(/^\[(.*)\]$/, '$1');
@@ -56,11 +60,13 @@ export class ReadinessProbe {
         const keys = this.runtime.keys.describe();
         const entries = this.runtime.market.stats().entries;
         const redis = this.runtime.redis();
+        const drift = this.runtime.drift();
         const checks: Readiness['checks'] = {
             upstream: reachable ? 'reachable' : 'unreachable',
             keys: { configured: keys.configured, usable: keys.usable },
             cache: { entries },
-            redis: redis === null ? 'not configured' : redis.up ? 'ok' : 'unavailable'
+            redis: redis === null ? 'not configured' : redis.up ? 'ok' : 'unavailable',
+            upstreamFormat: { driftedValues: sum(drift.wrongKinds), droppedRows: sum(drift.droppedRows) }
         };
         let status: Readiness['status'];
         if (stopping) status = 'stopping';

@@ -156,7 +156,7 @@ describe('health, readiness and start-up', () => {
         const text = await ready.text();
         expect(JSON.parse(text)).toMatchObject({
             status: 'ok',
-            checks: { upstream: 'reachable', keys: { configured: 1, usable: 1 }, redis: 'not configured' }
+            checks: { upstream: 'reachable', keys: { configured: 1, usable: 1 }, redis: 'not configured', upstreamFormat: { driftedValues: 0, droppedRows: 0 } }
         });
         for (const secret of [KEY, KEY.slice(-4), TOKEN]) expect(text).not.toContain(secret);
     });

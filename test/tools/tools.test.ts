@@ -241,6 +241,38 @@ describe('explain_signal', () => {
     });
 });
 
+describe('one drifted field never fails a tool', () => {
+    /** Which tool call reads each endpoint; tokens are named by id so that /tokens' own fields are not the lookup key. */
+    const READERS: Array<{ endpoint: string; fixture: Parameters<typeof fixture>[0]; tool: string; args: Record<string, unknown> }> = [
+        { endpoint: '/tokens', fixture: 'tokens', tool: 'get_price', args: { symbols: [3375] } },
+        { endpoint: '/price', fixture: 'price', tool: 'get_price', args: { symbols: [3375] } },
+        { endpoint: '/tm-grade', fixture: 'tm-grade', tool: 'get_grades', args: { symbol: 3375 } },
+        { endpoint: '/fundamental-grade', fixture: 'fundamental-grade', tool: 'get_grades', args: { symbol: 3375, include: ['fundamental'] } },
+        { endpoint: '/technology-grade', fixture: 'technology-grade', tool: 'get_grades', args: { symbol: 3375, include: ['technology'] } },
+        { endpoint: '/trading-signals', fixture: 'trading-signals', tool: 'explain_signal', args: { symbol: 3375 } },
+        { endpoint: '/daily-ohlcv', fixture: 'daily-ohlcv', tool: 'explain_signal', args: { symbol: 3375 } },
+        { endpoint: '/moonshot-tokens', fixture: 'moonshot-tokens-active', tool: 'list_moonshots', args: {} }
+    ];
+    const IDENTITY = new Set(['TOKEN_ID']);
+
+    it.each(READERS)('$endpoint: every field replaced by an object, a list or "n/a" still answers ($tool)', async ({ endpoint, fixture: name, tool, args }) => {
+        const fields = [...new Set(fixture(name).flatMap(row => Object.keys(row)))].filter(field => !IDENTITY.has(field));
+        for (const field of fields) {
+            for (const value of [{ unexpected: true }, [1, 2], 'n/a']) {
+                fake.reset();
+                fake.inject({ path: endpoint, fault: { kind: 'drift-field', field, value } });
+                const fresh = await inProcessServer(fake);
+                try {
+                    const result = await fresh.call(tool, args);
+                    expect({ field, value, isError: result.isError ?? false, text: result.isError ? textOf(result) : '' }).toEqual({ field, value, isError: false, text: '' });
+                } finally {
+                    await fresh.close();
+                }
+            }
+        }
+    });
+});
+
 describe('failures become isError results and the server keeps serving', () => {
     it('explains how to set a key when none is configured', async () => {
         const keyless = await inProcessServer(fake, { TOKEN_METRICS_API_KEY: '' });

@@ -6,11 +6,11 @@ export const TokenRef = z
     .union([z.string().trim().min(1).max(64), z.number().int().positive().max(1e12)])
     .transform(value => String(value));
 
-const staleAge = z.number().nullable().describe('null when fresh; otherwise the age in seconds of cached data served because the upstream failed.');
+const staleAge = z.number().nullable().describe('Seconds of age when a cached answer was served because the upstream failed; else null.');
 
 /** For answers with no date of their own (prices): when they were fetched. */
 export const Freshness = {
-    as_of: z.string().describe('When this data was fetched from the upstream (ISO 8601, UTC).'),
+    as_of: z.string().describe('Fetch time, ISO 8601 UTC.'),
     stale_age_s: staleAge
 };
 
@@ -19,21 +19,21 @@ export const Freshness = {
  * fetched now may describe a day four days ago), and a model must not present old rows as "now".
  */
 export const DatedFreshness = {
-    data_date: z.string().nullable().describe("The upstream data's own day (YYYY-MM-DD); null when its rows carry no date."),
-    fetched_at: z.string().describe('When this data was fetched from the upstream (ISO 8601, UTC).'),
+    data_date: z.string().nullable().describe('The day the data describes (YYYY-MM-DD), which may be before the fetch.'),
+    fetched_at: z.string().describe('Fetch time, ISO 8601 UTC.'),
     stale_age_s: staleAge
 };
 
 export const Alternative = z.object({
     symbol: z.string(),
     name: z.string(),
-    token_id: z.number().int()
+    token_id: z.number()
 });
 
 export const Unresolved = z.object({
     input: z.string(),
     reason: z.string(),
-    suggestions: z.array(z.string()).describe('Close matches among known tokens, e.g. "UNI (Uniswap, id 3386)".')
+    suggestions: z.array(z.string())
 });
 
 export const alternativesOf = (tokens: readonly Token[]) => tokens.map(token => ({ symbol: token.symbol, name: token.name, token_id: token.tokenId }));

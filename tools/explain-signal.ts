@@ -16,21 +16,21 @@ export const ExplainSignalInput = z.object({
 });
 
 const Check = z.object({
-    name: z.string().describe('volume_confirms_price, btc_eth_alignment, flip_timing, signal_stability, grade_momentum or narrative_fit.'),
-    status: z.enum(['pass', 'fail', 'unknown']).describe('pass: supports the signal; fail: argues against it; unknown: could not be checked.'),
-    evidence: z.string().describe('The numbers and dates behind the status.')
+    name: z.string(),
+    status: z.enum(['pass', 'fail', 'unknown']).describe('pass supports the signal, fail argues against it.'),
+    evidence: z.string()
 });
 
 export const ExplainSignalOutput = z.object({
     symbol: z.string(),
     name: z.string(),
-    token_id: z.number().int(),
-    signal: z.enum(['bullish', 'bearish', 'neutral']).nullable().describe('The current trend (the last bullish or bearish signal); null when there is no signal history.'),
-    since: z.string().nullable().describe('The day (YYYY-MM-DD) the current trend began: its latest flip.'),
-    since_is_lower_bound: z.boolean().describe('True when no flip is among the rows received, so the trend began on or before `since`.'),
-    signal_rows: z.number().int().describe('Daily signal rows the history checks are based on.'),
+    token_id: z.number(),
+    signal: z.enum(['bullish', 'bearish', 'neutral']).nullable().describe('The current trend; null without signal history.'),
+    since: z.string().nullable().describe('Day the trend began (its latest flip).'),
+    since_is_lower_bound: z.boolean().describe('No flip among the rows: the trend began on or before since.'),
+    signal_rows: z.number(),
     trader_grade: z.number().nullable(),
-    grade_band: z.string().nullable().describe('high conviction (>= 80), trend forming (60-79), neutral (50-59) or deteriorating (< 50).'),
+    grade_band: z.string().nullable(),
     checks: z.array(Check),
     summary: z.string(),
     alternatives: z.array(Alternative),
@@ -41,10 +41,8 @@ export const explainSignal = defineTool({
     name: 'explain_signal',
     title: 'Explain a bullish/bearish signal',
     description:
-        "Explains a token's current Token Metrics trend (bullish, bearish or neutral): since when, the trader grade and its band, and confirming checks with evidence " +
-        '(volume vs price, whether BTC/ETH agree, how fresh the flip is, how often it flipped, grade momentum), plus what could not be checked. ' +
-        'Costs 2 upstream credits on a cache miss (29 days of signals for the token, BTC and ETH in one call, and daily candles); cached 1 h. ' +
-        'Use for "is ETH bullish right now, and why?". Informational, not investment advice.',
+        "Why a token is bullish, bearish or neutral: since when, trader grade, and dated checks (volume, BTC/ETH, flip timing, stability, grade momentum). " +
+        '2 credits, cached 1 h. Not advice.',
     inputSchema: ExplainSignalInput,
     outputSchema: ExplainSignalOutput,
     annotations: { title: 'Explain a bullish/bearish signal', ...READ_ONLY_OPEN_WORLD },
@@ -84,10 +82,11 @@ export const explainSignal = defineTool({
         };
         const mark = { pass: '+', fail: '-', unknown: '?' } as const;
         const since = analysis.since ? ` since ${analysis.sinceIsLowerBound ? 'at least ' : ''}${analysis.since}` : '';
+        const traderGrade = analysis.traderGrade === null ? '' : `, trader grade ${analysis.traderGrade.toFixed(1)} (${analysis.gradeBand})`;
         const lines = [
-            `${token.symbol} (${token.name}): ${analysis.signal ?? 'no signal'}${since}, per ${analysis.rows} daily signal row(s)`,
+            `${token.symbol} (${token.name}): ${analysis.signal ?? 'no signal'}${since}${traderGrade}; ${analysis.rows} daily signal row(s)`,
             ...analysis.checks.map(check => `[${mark[check.status]}] ${check.name}: ${check.evidence}`),
-            analysis.summary,
+            analysis.signal === null ? analysis.summary : analysis.verdict,
             datedFreshnessLine(structured.data_date, structured.fetched_at, structured.stale_age_s)
         ];
         const note = ambiguityNote(input, token, alternatives);

@@ -6,7 +6,7 @@ import { newestFirst } from '../src/domain/market.js';
 import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
-import { datedFreshnessLine, grade, pct, signedNumber } from './format.js';
+import { datedFreshnessLine, grade as gradeText, pct, signedNumber } from './format.js';
 
 const EXTRA_SOURCES = ['fundamental', 'technology'] as const;
 
@@ -16,27 +16,27 @@ export const GetGradesInput = z.object({
         .array(z.enum(EXTRA_SOURCES))
         .max(2)
         .optional()
-        .describe('Extra grades, 1 credit each on a cache miss: "fundamental" (grade and class), "technology".')
+        .describe('Extra grades, +1 credit each: "fundamental", "technology".')
 });
 
-const nullableGrade = (what: string) => z.number().nullable().describe(`${what}; null when the upstream does not provide it.`);
+const grade = z.number().nullable();
 
 export const GetGradesOutput = z.object({
     symbol: z.string(),
     name: z.string(),
-    token_id: z.number().int(),
-    tm_grade: nullableGrade('Token Metrics overall TM grade, 0-100'),
-    tm_grade_signal: z.string().nullable().describe('The TM grade signal: Strong Buy, Buy, Neutral, Sell or Strong Sell.'),
-    momentum: z.string().nullable().describe('The TM grade momentum, e.g. "Gaining Momentum".'),
-    tm_grade_change_24h_pts: z.number().nullable().describe('Change of the TM grade over 24 h, in grade points.'),
-    tm_grade_change_24h_pct: z.number().nullable().describe('Change of the TM grade over 24 h, in percent.'),
-    trader_grade: nullableGrade('Short-term AI trader grade, 0-100, from the newest daily signal row'),
-    trader_grade_band: z.string().nullable().describe('high conviction (>= 80), trend forming (60-79), neutral (50-59), deteriorating (< 50).'),
-    investor_grade: nullableGrade('Long-term AI investor grade, 0-100, from the newest daily signal row'),
-    fundamental_grade: nullableGrade('Fundamental grade, 0-100 (from include "fundamental", or the TM grade row when it carries one)'),
-    fundamental_class: z.string().nullable().describe('The fundamental grade class, as the upstream names it.'),
-    technology_grade: nullableGrade('Technology grade, 0-100 (include "technology")'),
-    unavailable: z.array(z.string()).describe('Sources that could not be read for this answer, and why; their fields are null.'),
+    token_id: z.number(),
+    tm_grade: grade,
+    tm_grade_signal: z.string().nullable().describe('Strong Buy, Buy, Neutral, Sell or Strong Sell.'),
+    momentum: z.string().nullable(),
+    tm_grade_change_24h_pts: z.number().nullable(),
+    tm_grade_change_24h_pct: z.number().nullable(),
+    trader_grade: grade.describe('Short-term, 0-100, from the newest daily signal row.'),
+    trader_grade_band: z.string().nullable(),
+    investor_grade: grade.describe('Long-term, 0-100.'),
+    fundamental_grade: grade,
+    fundamental_class: z.string().nullable(),
+    technology_grade: grade,
+    unavailable: z.array(z.string()).describe('Sources not read, and why; their fields are null.'),
     alternatives: z.array(Alternative),
     ...DatedFreshness
 });
@@ -66,9 +66,8 @@ export const getGrades = defineTool({
     name: 'get_grades',
     title: 'AI grades for a token',
     description:
-        "Token Metrics AI grades for one token: TM grade with its signal (Strong Buy..Strong Sell), momentum and 24 h change, plus the trader (short-term) and investor (long-term) grades. " +
-        'Costs 2 credits on a cache miss (the signal history is shared with explain_signal), +1 per `include`; cached 1 h. ' +
-        'Use for "what is SOL\'s trader grade?"; explain_signal says why a token is bullish or bearish.',
+        "A token's AI grades: TM grade with its signal and momentum, trader (short-term) and investor (long-term) grades. " +
+        '2 credits (1 if explain_signal ran), +1 per include; cached 1 h.',
     inputSchema: GetGradesInput,
     outputSchema: GetGradesOutput,
     annotations: { title: 'AI grades for a token', ...READ_ONLY_OPEN_WORLD },
@@ -129,15 +128,15 @@ function render(grades: z.output<typeof GetGradesOutput>, extras: ReadonlySet<st
             : `, 24h ${grades.tm_grade_change_24h_pts === null ? 'n/a' : `${signedNumber(grades.tm_grade_change_24h_pts)} pts`} (${pct(grades.tm_grade_change_24h_pct)})`;
     const lines = [
         `${grades.symbol} (${grades.name}, id ${grades.token_id})`,
-        `TM grade ${grade(grades.tm_grade)}${label ? ` (${label})` : ''}${change}`,
-        `Trader grade ${grade(grades.trader_grade)}${grades.trader_grade_band ? ` (${grades.trader_grade_band})` : ''} | investor grade ${grade(grades.investor_grade)}` +
+        `TM grade ${gradeText(grades.tm_grade)}${label ? ` (${label})` : ''}${change}`,
+        `Trader grade ${gradeText(grades.trader_grade)}${grades.trader_grade_band ? ` (${grades.trader_grade_band})` : ''} | investor grade ${gradeText(grades.investor_grade)}` +
             (grades.data_date ? `, from the ${grades.data_date} signal row` : '')
     ];
     const more: string[] = [];
     if (grades.fundamental_grade !== null || extras.has('fundamental')) {
-        more.push(`fundamental ${grade(grades.fundamental_grade)}${grades.fundamental_class ? ` (${grades.fundamental_class})` : ''}`);
+        more.push(`fundamental ${gradeText(grades.fundamental_grade)}${grades.fundamental_class ? ` (${grades.fundamental_class})` : ''}`);
     }
-    if (extras.has('technology')) more.push(`technology ${grade(grades.technology_grade)}`);
+    if (extras.has('technology')) more.push(`technology ${gradeText(grades.technology_grade)}`);
     if (more.length > 0) lines.push(more.join(' | '));
     lines.push(datedFreshnessLine(grades.data_date, grades.fetched_at, grades.stale_age_s));
     if (grades.unavailable.length > 0) lines.push(`Unavailable: ${grades.unavailable.join('; ')}.`);

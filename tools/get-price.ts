@@ -14,15 +14,15 @@ export const GetPriceInput = z.object({
 const PriceRow = z.object({
     symbol: z.string(),
     name: z.string(),
-    token_id: z.number().int(),
-    price_usd: z.number().nullable().describe('null when the upstream has no price for this token.'),
+    token_id: z.number(),
+    price_usd: z.number().nullable(),
     as_of: z.string(),
-    alternatives: z.array(Alternative).describe('Other tokens sharing this symbol; pass one of their ids to get it instead.')
+    alternatives: z.array(Alternative).describe('Other tokens with this symbol; pass an id to get one.')
 });
 
 export const GetPriceOutput = z.object({
     prices: z.array(PriceRow),
-    unresolved: z.array(Unresolved).describe('Inputs that matched no token, with the reason and close suggestions.'),
+    unresolved: z.array(Unresolved),
     ...Freshness
 });
 
@@ -30,9 +30,8 @@ export const getPrice = defineTool({
     name: 'get_price',
     title: 'Token prices',
     description:
-        'Latest USD price for 1 to 25 crypto tokens in one call, by symbol, name or Token Metrics id. ' +
-        'Costs 1 upstream credit for all tokens together, plus up to 2 to look up symbols or names not seen in the last 24 h; prices are cached 60 s. ' +
-        'Use this for "price of BTC, ETH and PEPE"; use get_grades for ratings and explain_signal for bullish/bearish calls.',
+        'USD prices of 1-25 tokens (symbols, names or ids) in one call: ask for all at once. ' +
+        '1 credit, +1-2 for tokens not looked up in 24 h; cached 60 s.',
     inputSchema: GetPriceInput,
     outputSchema: GetPriceOutput,
     annotations: { title: 'Token prices', ...READ_ONLY_OPEN_WORLD },

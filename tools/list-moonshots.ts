@@ -4,29 +4,29 @@ import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { age, compactUsd, datedFreshnessLine, pct, table } from './format.js';
 
 export const ListMoonshotsInput = z.object({
-    type: z.enum(['active', 'past']).default('active').describe('"active": current picks; "past": closed picks with their ROI.'),
-    limit: z.number().int().min(1).max(50).default(10).describe('How many picks to return after filtering (1-50).'),
-    max_market_cap_usd: z.number().positive().max(1e13).optional().describe('Only picks with a market cap at or below this, e.g. 50000000 for "under $50M".'),
-    min_trader_grade: z.number().min(0).max(100).optional().describe('Only picks with a trader grade at or above this (0-100).')
+    type: z.enum(['active', 'past']).default('active').describe('"past": closed picks with final ROI.'),
+    limit: z.number().int().min(1).max(50).default(10),
+    max_market_cap_usd: z.number().positive().max(1e13).optional().describe('e.g. 50000000 for "under $50M".'),
+    min_trader_grade: z.number().min(0).max(100).optional()
 });
 
 const Moonshot = z.object({
     symbol: z.string().nullable(),
     name: z.string().nullable(),
-    token_id: z.number().int().nullable().describe('Moonshot rows carry no token id: null unless the upstream sent one; pass the symbol or name to other tools.'),
+    token_id: z.number().nullable().describe('Usually null: picks carry no id; use the symbol.'),
     trader_grade: z.number().nullable(),
     market_cap_usd: z.number().nullable(),
     volume_24h_usd: z.number().nullable(),
-    moonshot_at: z.string().nullable().describe('When the token was picked (ISO 8601).'),
-    moonshot_end_at: z.string().nullable().describe('When a past pick was closed (ISO 8601); null while active.'),
-    roi_pct: z.number().nullable().describe('Return since the pick in percent: live for an active pick, final for a past one.')
+    moonshot_at: z.string().nullable(),
+    moonshot_end_at: z.string().nullable(),
+    roi_pct: z.number().nullable().describe('Live for active picks, final for past ones.')
 });
 
 export const ListMoonshotsOutput = z.object({
     type: z.enum(['active', 'past']),
     moonshots: z.array(Moonshot),
-    matched: z.number().int().describe('Picks matching the filters, before the limit.'),
-    total: z.number().int().describe('Picks the upstream returned, before filters.'),
+    matched: z.number().describe('Picks matching the filters, before the limit.'),
+    total: z.number(),
     ...DatedFreshness
 });
 
@@ -34,9 +34,8 @@ export const listMoonshots = defineTool({
     name: 'list_moonshots',
     title: 'Moonshot picks',
     description:
-        'Token Metrics "moonshot" picks: small tokens its AI flags for outsized upside (active, with live ROI), or closed picks with their end date and final ROI (past). ' +
-        'Filter by max market cap and min trader grade. Costs 1 upstream credit per type, cached 15 min (any limit or filter reuses it). ' +
-        'High risk by nature; informational, not investment advice.',
+        'Token Metrics "moonshots": small tokens its AI flags for outsized upside, active (live ROI) or past (final ROI). ' +
+        '1 credit per type, cached 15 min for any filter. High risk; not advice.',
     inputSchema: ListMoonshotsInput,
     outputSchema: ListMoonshotsOutput,
     annotations: { title: 'Moonshot picks', ...READ_ONLY_OPEN_WORLD },

@@ -31,6 +31,8 @@ export interface SignalAnalysis {
     gradeBand: string | null;
     checks: SignalCheck[];
     summary: string;
+    /** The summary without what the checks and the headline already say: the verdict alone, for a compact text. */
+    verdict: string;
 }
 
 export interface PeerSignal {
@@ -206,7 +208,8 @@ export function analyseSignal(input: {
             traderGrade: latestGrade,
             gradeBand: band,
             checks: [],
-            summary: `No trading signal for ${input.symbol} in the last ${SIGNAL_HISTORY_DAYS} days, so there is nothing to explain. ${DISCLAIMER}`
+            summary: `No trading signal rows for ${input.symbol} came back for the last ${SIGNAL_HISTORY_DAYS} days, so there is nothing to explain. ${DISCLAIMER}`,
+            verdict: DISCLAIMER
         };
     }
     const checks: SignalCheck[] = [
@@ -226,7 +229,7 @@ export function analyseSignal(input: {
         traderGrade: latestGrade,
         gradeBand: band,
         checks,
-        summary: summarise(input.symbol, run.signal, run.since, run.lowerBound, latestGrade, band, checks)
+        ...summarise(input.symbol, run.signal, run.since, run.lowerBound, latestGrade, band, checks)
     };
 }
 
@@ -238,28 +241,31 @@ function summarise(
     traderGrade: number | null,
     band: string | null,
     checks: readonly SignalCheck[]
-): string {
+): { summary: string; verdict: string } {
     const passed = checks.filter(check => check.status === 'pass');
     const failed = checks.filter(check => check.status === 'fail');
     const unknown = checks.filter(check => check.status === 'unknown');
-    const parts = [`${symbol} is ${signal} since ${lowerBound ? 'at least ' : ''}${since}.`];
-    if (traderGrade !== null) parts.push(`Trader grade ${traderGrade.toFixed(1)} (${band}).`);
+    const headline = [`${symbol} is ${signal} since ${lowerBound ? 'at least ' : ''}${since}.`];
+    if (traderGrade !== null) headline.push(`Trader grade ${traderGrade.toFixed(1)} (${band}).`);
+    const body: string[] = [];
     if (signal === 'neutral') {
-        parts.push('No active bullish or bearish call.');
+        body.push('No active bullish or bearish call.');
     } else {
-        parts.push(`${passed.length} of ${checks.length - unknown.length} checkable confirmations hold${failed.length ? `; against: ${failed.map(check => check.name).join(', ')}` : ''}.`);
+        body.push(`${passed.length} of ${checks.length - unknown.length} checkable confirmations hold${failed.length ? `; against: ${failed.map(check => check.name).join(', ')}` : ''}.`);
         const market = checks.find(check => check.name === 'btc_eth_alignment');
         if (signal === 'bearish') {
-            parts.push(
+            body.push(
                 market?.status === 'pass'
                     ? 'BTC/ETH are bearish too: this looks like market-wide pressure more than token weakness. Tighten risk.'
                     : 'BTC/ETH are not bearish: the weakness looks token-specific. Tighten risk.'
             );
         } else {
-            parts.push('A bullish signal is a prompt to investigate, not a buy order.');
+            body.push('A bullish signal is a prompt to investigate, not a buy order.');
         }
     }
-    if (unknown.length > 0) parts.push(`Not checked: ${unknown.map(check => check.name).join(', ')}.`);
-    parts.push(DISCLAIMER);
-    return parts.join(' ');
+    const notChecked = unknown.length > 0 ? [`Not checked: ${unknown.map(check => check.name).join(', ')}.`] : [];
+    return {
+        summary: [...headline, ...body, ...notChecked, DISCLAIMER].join(' '),
+        verdict: [...body, DISCLAIMER].join(' ')
+    };
 }

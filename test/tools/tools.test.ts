@@ -230,7 +230,9 @@ describe('explain_signal', () => {
         expect(structured.summary).toMatch(/not investment advice/);
         expect(fake.count('/trading-signals')).toBe(1);
         expect(fake.calls.find(call => call.path === '/trading-signals')?.query.token_id).toBe('3306,3375');
-        expect(textOf(result).length).toBeLessThan(TEXT_BUDGET);
+        // Every number the explanation needs, in at most 1,200 characters of text for the model.
+        expect(textOf(result).length).toBeLessThanOrEqual(1_200);
+        expect(textOf(result)).not.toMatch(/ETH is bullish since/);
     });
 
     it('shares the signal history with get_grades', async () => {

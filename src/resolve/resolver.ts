@@ -1,7 +1,7 @@
 import { isValidFilterValue } from '../api/client.js';
 import type { Token } from '../domain/market.js';
 import type { MarketService } from '../cache/market-service.js';
-import { closest } from './distance.js';
+import { TokenDirectory } from './directory.js';
 
 /** A user's token reference resolved to one upstream token. */
 export interface ResolvedToken {
@@ -35,17 +35,16 @@ export function rankCandidates(tokens: readonly Token[]): Token[] {
     return [...tokens].sort((a, b) => b.exchanges.length - a.exchanges.length || a.tokenId - b.tokenId);
 }
 
-const describe = (token: Token): string => `${token.symbol} (${token.name}, id ${token.tokenId})`;
-
 /**
  * Symbol, name or numeric id -> token, through the cached `/tokens` data. Symbols and ids are tried
  * first (one comma-separated request per kind), then names for everything else, in one request.
  */
 export class TokenResolver {
-    /** Every token seen, for suggestions; the `/tokens` answers themselves live in the cache. */
-    private readonly known = new Map<number, Token>();
-
-    constructor(private readonly market: MarketService) {}
+    constructor(
+        private readonly market: MarketService,
+        /** Every token seen, for names seen before and for suggestions; the `/tokens` answers themselves live in the cache. */
+        private readonly directory = new TokenDirectory()
+    ) {}
 
     async resolve(inputs: readonly string[], signal?: AbortSignal): Promise<Resolution> {
         const all = inputs.map(input => input.trim());
@@ -53,7 +52,7 @@ export class TokenResolver {
         const cleaned = all.filter(input => NUMERIC_ID.test(input) || isValidFilterValue(input));
         // A name seen earlier in this process ("solana" after "SOL") resolves without a lookup, unless it is
         // also a known symbol: the symbol-first rule still decides those.
-        const seenByName = cleaned.filter(input => !NUMERIC_ID.test(input) && this.knownByName(input).length > 0 && !this.isKnownSymbol(input));
+        const seenByName = cleaned.filter(input => !NUMERIC_ID.test(input) && this.directory.withName(input).length > 0 && !this.directory.hasSymbol(input));
         const toLookUp = cleaned.filter(input => !seenByName.includes(input));
         const ids = toLookUp.filter(input => NUMERIC_ID.test(input)).map(Number);
         const symbols = toLookUp.filter(input => !NUMERIC_ID.test(input) && SYMBOL_LIKE.test(input)).map(input => input.toUpperCase());
@@ -62,17 +61,17 @@ export class TokenResolver {
         // Round one: symbols and ids. Round two: names, both the multi-word ones and the symbol-shaped
         // inputs that matched no symbol ("solana"), so all names share one request.
         const first = await this.market.tokens({ symbols: unique(symbols), ids: unique(ids) }, signal);
-        this.remember(first.data);
+        this.directory.remember(first.data);
         let fetchedAt = first.fetchedAt;
         let staleAgeS = first.staleAgeS;
-        const found = [...first.data, ...seenByName.flatMap(input => this.knownByName(input))];
+        const found = [...first.data, ...seenByName.flatMap(input => this.directory.withName(input))];
 
         // Names go upstream as the user typed them (the client adds the title-cased form), so the inputs, not the upper-cased symbols.
         const missedSymbols = toLookUp.filter(input => SYMBOL_LIKE.test(input) && !NUMERIC_ID.test(input) && !first.data.some(token => token.symbol === input.toUpperCase()));
         const names = uniqueIgnoringCase([...phrases, ...missedSymbols]);
         if (names.length > 0) {
             const second = await this.market.tokens({ names }, signal);
-            this.remember(second.data);
+            this.directory.remember(second.data);
             found.push(...second.data);
             fetchedAt = Math.min(fetchedAt, second.fetchedAt);
             staleAgeS = maxAge(staleAgeS, second.staleAgeS);
@@ -104,16 +103,6 @@ export class TokenResolver {
         return token ? { token, fetchedAt: resolution.fetchedAt, staleAgeS: resolution.staleAgeS } : resolution.unresolved[0]!;
     }
 
-    private knownByName(input: string): Token[] {
-        const name = input.toLowerCase();
-        return [...this.known.values()].filter(token => token.name.toLowerCase() === name);
-    }
-
-    private isKnownSymbol(input: string): boolean {
-        const symbol = input.toUpperCase();
-        return [...this.known.values()].some(token => token.symbol === symbol);
-    }
-
     private match(input: string, tokens: readonly Token[]): Token[] {
         if (NUMERIC_ID.test(input)) return dedupe(tokens.filter(token => token.tokenId === Number(input)));
         const bySymbol = tokens.filter(token => token.symbol === input.toUpperCase());
@@ -123,24 +112,11 @@ export class TokenResolver {
 
     private unknown(input: string): UnresolvedToken {
         const kind = NUMERIC_ID.test(input) ? 'token id' : SYMBOL_LIKE.test(input) ? 'symbol or name' : 'name';
-        const pool = [...this.known.values()];
-        const suggestions = closest(
-            input,
-            pool.flatMap(token => [
-                { key: token.symbol, label: describe(token) },
-                { key: token.name, label: describe(token) }
-            ]),
-            3
-        );
         return {
             input: echo(input),
             reason: `No Token Metrics token has this ${kind}.`,
-            suggestions
+            suggestions: this.directory.suggestions(input, 3)
         };
-    }
-
-    private remember(tokens: readonly Token[]): void {
-        for (const token of tokens) this.known.set(token.tokenId, token);
     }
 }
 
@@ -171,5 +147,3 @@ function maxAge(a: number | null, b: number | null): number | null {
     if (b === null) return a;
     return Math.max(a, b);
 }
-
-export { describe as describeToken };

@@ -34,7 +34,7 @@ import {
     type MarketServiceOptions,
     type Sourced
 } from './market-service.js';
-import { CACHE_FILE_NAME, ensureCacheDir, errorCode, loadCacheFile, saveCacheFile } from './persistence.js';
+import { DiskTier } from './persistence.js';
 import { deferred, SharedCall, untilAborted, type Deferred } from './shared-call.js';
 import type { Claim, SharedTier } from './shared-tier.js';
 import { EntryStore, type CacheEntry } from './store.js';
@@ -47,9 +47,6 @@ import { resolveTtlMs } from './ttl.js';
 export const MOONSHOT_FETCH_LIMIT = 50;
 
 const DEFAULT_MAX_SIZE_CHARS = 64 * 1024 * 1024;
-const DEFAULT_PERSIST_DEBOUNCE_MS = 2000;
-/** Steady traffic keeps postponing a trailing debounce; after this many debounce periods the file is written anyway. */
-const PERSIST_MAX_DELAY_FACTOR = 10;
 /** Polling for another replica's fetch starts fast (most fetches take tens of ms) and backs off to this. */
 const SHARED_POLL_FIRST_MS = 5;
 const SHARED_POLL_MAX_MS = 50;
@@ -98,7 +95,8 @@ const KEY_KINDS: Record<string, { endpoint: CacheEndpoint; ttl: TtlEndpoint; sch
 };
 
 const kindOf = (key: string) => KEY_KINDS[key.slice(0, key.indexOf(':'))];
-const isValidEntryValue = (key: string, value: unknown): boolean => kindOf(key)?.schema.safeParse(value).success === true;
+/** The check every value read from disk or from the shared tier passes before a tool can see it. */
+export const isValidEntryValue = (key: string, value: unknown): boolean => kindOf(key)?.schema.safeParse(value).success === true;
 
 const ENDPOINT_TTL: Record<CacheEndpoint, TtlEndpoint> = {
     tokens: 'tokens',
@@ -178,10 +176,14 @@ function emptyStats(): EndpointStats {
  *   questions pay once, and a multi-token question sends only its missing parts upstream, in one call;
  * - identical requests in flight share one call; price requests within `batchWindowMs` are merged into one call;
  * - when the upstream is down, an expired answer younger than `staleMaxAgeSeconds` is served with its age;
- * - with a `cacheDir`, entries survive restarts in one JSON file (see `persistence.ts`);
+ * - with a `cacheDir`, entries survive restarts, shared safely by every process using that directory: each process
+ *   appends its changes to its own journal, compacted now and then into a snapshot (see `persistence.ts`);
+ * - negative answers (unknown symbols, ids without a price) are cached in their own small space (see `EntryStore`),
+ *   so made-up lookups cannot evict the answers real questions paid for;
  * - with a `shared` tier (Redis in a team deployment), a local miss asks the tier before the upstream, and replicas
  *   take a per-key fetch lock there so that N replicas asking the same thing make one upstream call.
- * The file is read synchronously here, once; writes are asynchronous, debounced, and forced by `flush()`/`close()`.
+ * Nothing is read at construction: the restore starts at once in the background (`ready`), and a lookup waits for it,
+ * so the MCP handshake never waits for the disk and no call pays the upstream for what the files hold.
  */
 export class CachedMarketService implements MarketService {
     private readonly inner: MarketData;
@@ -198,12 +200,11 @@ export class CachedMarketService implements MarketService {
     /** Keys whose last fetch the upstream answered in a format we cannot read, until when that is remembered. */
     private readonly failures = new Map<string, { error: UpstreamError; until: number }>();
 
-    private readonly cacheDir: string | null;
-    private readonly persistDebounceMs: number;
-    private persistTimer: NodeJS.Timeout | null = null;
-    private dirtySince: number | null = null;
-    private writing: Promise<void> = Promise.resolve();
+    private readonly disk: DiskTier | null;
     private closing: Promise<void> | null = null;
+    private restored: boolean;
+    /** Settles when the entries on disk are in memory (at once without a `cacheDir`); never rejects. */
+    readonly ready: Promise<void>;
 
     constructor(options: MarketServiceOptions) {
         this.inner = options.inner;
@@ -212,17 +213,34 @@ export class CachedMarketService implements MarketService {
         this.ttlMs = resolveTtlMs(options.ttlSeconds);
         this.staleMaxMs = Math.max(0, options.staleMaxAgeSeconds) * 1000;
         this.batchWindowMs = Math.max(0, options.batchWindowMs);
-        this.persistDebounceMs = Math.max(0, options.persistDebounceMs ?? DEFAULT_PERSIST_DEBOUNCE_MS);
         this.store = new EntryStore({
             clock: options.clock,
             maxEntries: options.maxEntries,
             maxSizeChars: options.maxSizeChars ?? DEFAULT_MAX_SIZE_CHARS,
-            staleMaxMs: this.staleMaxMs
+            staleMaxMs: this.staleMaxMs,
+            ...(options.maxNegativeEntries !== undefined ? { maxNegativeEntries: options.maxNegativeEntries } : {}),
+            // Values restored from disk are checked when first used, like values adopted from the shared tier.
+            check: isValidEntryValue,
+            onRejected: key => this.logger.warn('cache file entry ignored: unexpected value shape', { kind: key.slice(0, key.indexOf(':')) })
         });
         this.shared = options.shared ?? null;
         this.counters = Object.fromEntries(CACHE_ENDPOINTS.map(endpoint => [endpoint, emptyStats()])) as CounterTable;
-        this.cacheDir = options.cacheDir !== null && ensureCacheDir(options.cacheDir, this.logger) ? options.cacheDir : null;
-        if (this.cacheDir !== null) this.restore(this.cacheDir);
+        this.disk =
+            options.cacheDir === null
+                ? null
+                : new DiskTier({
+                      dir: options.cacheDir,
+                      clock: options.clock,
+                      logger: options.logger,
+                      knownKey: key => kindOf(key) !== undefined,
+                      staleMaxMs: this.staleMaxMs,
+                      maxEntries: options.maxEntries,
+                      ...(options.maxNegativeEntries !== undefined ? { maxNegativeEntries: options.maxNegativeEntries } : {}),
+                      ...(options.persistDebounceMs !== undefined ? { persistDelayMs: options.persistDebounceMs } : {}),
+                      ...(options.maxCacheFileBytes !== undefined ? { maxFileBytes: options.maxCacheFileBytes } : {})
+                  });
+        this.restored = this.disk === null;
+        this.ready = this.disk === null ? Promise.resolve() : this.restore(this.disk);
     }
 
     async tokens(query: TokenQuery, signal?: AbortSignal): Promise<Sourced<Token[]>> {
@@ -332,16 +350,16 @@ export class CachedMarketService implements MarketService {
     }
 
     async flush(): Promise<void> {
-        if (this.cacheDir === null) return;
-        this.clearPersistTimer();
-        const dir = this.cacheDir;
-        // Writes are chained so two flushes never race on the rename.
-        this.writing = this.writing.then(() => this.write(dir));
-        await this.writing;
+        if (this.disk === null) return;
+        await this.ready;
+        await this.disk.flush();
     }
 
     close(): Promise<void> {
-        this.closing ??= this.flush();
+        this.closing ??= (async () => {
+            await this.ready;
+            await this.disk?.close();
+        })();
         return this.closing;
     }
 
@@ -356,6 +374,8 @@ export class CachedMarketService implements MarketService {
         signal?: AbortSignal,
         batch = false
     ): Promise<Array<Resolved<V>>> {
+        // Until the restore is done, the answer may be on disk: waiting for it is cheaper than a credit.
+        if (!this.restored) await this.ready;
         if (signal?.aborted) {
             if (!deadlinePassed(signal)) throw cancelled();
             return this.afterDeadline(endpoint, items);
@@ -590,15 +610,13 @@ export class CachedMarketService implements MarketService {
         pending.then(
             ({ entries, failure }) => {
                 forget();
-                let changed = false;
                 // Stored even when every waiter has gone: the credit is spent, the answer should not be.
-                for (const [key, entry] of entries) changed = this.store.set(key, entry) || changed;
+                for (const [key, entry] of entries) this.keep(key, entry);
                 items.forEach((item, i) => {
                     const entry = entries.get(item.key);
                     if (entry !== undefined) results[i]!.resolve(entry);
                     else results[i]!.reject(failure?.error);
                 });
-                if (changed) this.changed();
             },
             (error: unknown) => {
                 forget();
@@ -727,7 +745,7 @@ export class CachedMarketService implements MarketService {
             expiresAt: Math.min(entry.expiresAt, entry.fetchedAt + this.ttlMs[kind.ttl])
         };
         const local = this.store.peek(key);
-        if ((local === undefined || local.fetchedAt < capped.fetchedAt) && this.store.set(key, capped)) this.changed();
+        if (local === undefined || local.fetchedAt < capped.fetchedAt) this.keep(key, capped);
         return capped;
     }
 
@@ -774,56 +792,43 @@ export class CachedMarketService implements MarketService {
         return { data, fetchedAt, staleAgeS: staleMs.length === 0 ? null : Math.floor(Math.max(...staleMs) / 1000) };
     }
 
-    /** Loads the file; the TTL in force now caps each entry, so shortening a TTL takes effect on old entries too. */
-    private restore(dir: string): void {
-        const now = this.clock.now();
-        const entries = loadCacheFile(dir, this.logger, isValidEntryValue);
+    /**
+     * Loads the files in the background; the TTL in force now caps each entry, so shortening a TTL takes effect on old
+     * entries too. Values stay JSON text until first used, when they are parsed and pass `isValidEntryValue` or are
+     * dropped (see `EntryStore.setText`). Inserting yields to the event loop in slices, like reading.
+     */
+    private async restore(disk: DiskTier): Promise<void> {
+        let read = 0;
         let loaded = 0;
-        for (const [key, entry] of entries) {
-            const kind = kindOf(key)!;
-            // A fetchedAt in the future means the clock moved back or the file is not ours: its age cannot be trusted.
-            if (entry.fetchedAt > now) continue;
-            const expiresAt = Math.min(entry.expiresAt, entry.fetchedAt + this.ttlMs[kind.ttl]);
-            if (this.store.set(key, { value: entry.value, fetchedAt: entry.fetchedAt, expiresAt })) loaded++;
-        }
-        if (entries.length > 0) {
-            this.logger.debug('cache restored from disk', { file: CACHE_FILE_NAME, loaded, skipped: entries.length - loaded });
-        }
-    }
-
-    /** Schedules a write `persistDebounceMs` after the last change, but no later than ten periods after the first. */
-    private changed(): void {
-        if (this.cacheDir === null || this.closing !== null) return;
-        const now = this.clock.now();
-        this.dirtySince ??= now;
-        if (this.persistTimer !== null && now - this.dirtySince >= this.persistDebounceMs * PERSIST_MAX_DELAY_FACTOR) return;
-        this.clearPersistTimer();
-        this.persistTimer = setTimeout(() => {
-            this.persistTimer = null;
-            void this.flush();
-        }, this.persistDebounceMs);
-        // The timer must not keep a finished process alive; close() writes whatever is pending.
-        this.persistTimer.unref();
-    }
-
-    private clearPersistTimer(): void {
-        if (this.persistTimer !== null) clearTimeout(this.persistTimer);
-        this.persistTimer = null;
-    }
-
-    private async write(dir: string): Promise<void> {
-        if (this.dirtySince === null) return;
-        this.dirtySince = null;
         try {
-            await saveCacheFile(dir, this.store.dump(), this.clock.now());
+            const now = this.clock.now();
+            await disk.load(({ key, fetchedAt, expiresAt, text }) => {
+                read++;
+                // A fetchedAt in the future means the clock moved back or the file is not ours: its age cannot be trusted.
+                if (fetchedAt > now) return;
+                // Files are read oldest first, but a key's lines may come in any order: the newest fetch wins.
+                const known = this.store.fetchedAtOf(key);
+                if (known !== undefined && known > fetchedAt) return;
+                const ttl = this.ttlMs[kindOf(key)!.ttl];
+                if (this.store.setText(key, text, fetchedAt, Math.min(expiresAt, fetchedAt + ttl))) loaded++;
+            });
+            if (read > 0) this.logger.debug('cache restored from disk', { read, loaded, entries: this.store.count });
         } catch (error) {
-            this.dirtySince ??= this.clock.now();
-            this.logger.warn('cache file could not be written; the cache keeps working in memory', { path: dir, error: errorCode(error) });
+            this.logger.warn('cache restore failed; starting with an empty cache', { error: error instanceof Error ? error.name : 'unknown' });
+        } finally {
+            this.restored = true;
         }
+    }
+
+    /** Stores an entry and queues it for this process's journal. Returns whether the store kept it. */
+    private keep(key: string, entry: CacheEntry): boolean {
+        if (!this.store.set(key, entry)) return false;
+        if (this.closing === null) this.disk?.record(key, entry);
+        return true;
     }
 }
 
-/** Builds the cache in front of `options.inner`, reading the persistent file (if any) synchronously. */
+/** Builds the cache in front of `options.inner`; the persistent files (if any) are read in the background, see `ready`. */
 export function createMarketService(options: MarketServiceOptions): MarketService {
     return new CachedMarketService(options);
 }

@@ -39,9 +39,15 @@ export interface MarketService {
     moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Sourced<Moonshot[]>>;
     dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<Sourced<DailyOhlcv[]>>;
     stats(): CacheStats;
-    /** Writes the persistent file now (no-op when persistence is off). Never rejects: a failed write is logged. */
+    /**
+     * Appends pending changes to this process's journal now (no-op when persistence is off). Never rejects: a failed
+     * write is logged.
+     */
     flush(): Promise<void>;
-    /** Flushes and stops the persistence timer; idempotent. Calls keep working from memory afterwards. */
+    /**
+     * Flushes, folds this process's journal into the shared snapshot (unless another process is compacting) and stops
+     * the persistence timers; idempotent. Calls keep working from memory afterwards.
+     */
     close(): Promise<void>;
 }
 
@@ -102,8 +108,12 @@ export interface MarketServiceOptions {
     cacheDir: string | null;
     /** Bound on the summed JSON size of all entries; defaults to 64 Mi characters. */
     maxSizeChars?: number;
-    /** Delay between the last change and the file write; defaults to 2 s. */
+    /** Longest delay between a change and its append to this process's journal (what a crash can lose); defaults to 250 ms. */
     persistDebounceMs?: number;
+    /** Bound of the separate space for negative answers (unknown symbols, ids without data); defaults to 2,000. */
+    maxNegativeEntries?: number;
+    /** Cache files larger than this are ignored with a warning; defaults to 64 MiB. */
+    maxCacheFileBytes?: number;
     /** The tier replicas share (Redis); absent on stdio, where everything stays in process. */
     shared?: SharedTier;
 }

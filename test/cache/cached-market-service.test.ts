@@ -382,3 +382,38 @@ describe('entry granularity', () => {
         expect(stats.entries).toBe(4);
     });
 });
+
+describe('negative answers', () => {
+    it('10,000 lookups of unknown symbols and ids do not evict a good entry from a store of 1,000', async () => {
+        const { service, inner } = harness({ maxEntries: 1000 });
+        await service.prices([3375]);
+        await service.tokens({ symbols: ['BTC'] });
+        for (let i = 0; i < 100; i++) {
+            await service.tokens({ symbols: Array.from({ length: 100 }, (_, j) => `JUNK${i * 100 + j}`) });
+        }
+        inner.missingPrices = new Set(Array.from({ length: 2000 }, (_, i) => 500_000 + i));
+        for (let i = 0; i < 20; i++) await service.prices(Array.from({ length: 100 }, (_, j) => 500_000 + i * 100 + j));
+        const paid = inner.count();
+
+        expect((await service.prices([3375])).data).toHaveLength(1);
+        expect((await service.tokens({ symbols: ['BTC'] })).data.map(row => row.tokenId)).toEqual([3375]);
+        expect(inner.count()).toBe(paid);
+        // The negative space is bounded too: the newest unknowns are remembered, the oldest forgotten.
+        expect(service.stats().entries).toBeLessThanOrEqual(1000 + 2000);
+        expect(service.stats().entries).toBeGreaterThanOrEqual(2000);
+        await service.prices([501_999]);
+        expect(inner.count()).toBe(paid);
+    });
+
+    it('moves an entry between the spaces when a token appears or disappears upstream', async () => {
+        const { service, inner, clock } = harness({ maxEntries: 10 });
+        inner.missingPrices.add(42);
+        expect((await service.prices([42])).data).toEqual([]);
+        clock.advance(DEFAULT_TTL_SECONDS.price * SECOND + 1);
+        inner.missingPrices.clear();
+        expect((await service.prices([42])).data).toHaveLength(1);
+        expect(service.stats().entries).toBe(1);
+        expect((await service.prices([42])).data).toHaveLength(1);
+        expect(inner.count('prices')).toBe(2);
+    });
+});

@@ -1,27 +1,61 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { upstreamUnavailable } from '../../src/api/errors.js';
-import { CACHE_FILE_NAME, CACHE_FILE_VERSION } from '../../src/cache/persistence.js';
+import { MAX_CACHE_FILE_BYTES } from '../../src/cache/files.js';
+import { processAlive } from '../../src/cache/lock.js';
+import {
+    CACHE_FILE_NAME,
+    CACHE_FILE_VERSION,
+    DEFAULT_PERSIST_DELAY_MS,
+    JOURNAL_PREFIX,
+    LOCK_FILE_NAME
+} from '../../src/cache/persistence.js';
 import { FakeClock, FakeMarketData, RecordingLogger } from './fakes.js';
-import { harness } from './helpers.js';
+import { harness as openHarness } from './helpers.js';
 
 const SECOND = 1000;
 /** Key-like strings the test puts within reach of the cache: none may reach the file. */
 const API_KEYS = ['tm-live-9f2c1111aaaa', 'tm-live-7e3d2222bbbb'];
+const SNAPSHOT_HEADER = JSON.stringify({ version: CACHE_FILE_VERSION, kind: 'snapshot' });
 
 let root: string;
 let dir: string;
+/** Every service a test opens is closed after it (as a process would be), so no journal is left open. */
+let opened: Array<{ close(): Promise<void> }> = [];
+const harness = (...args: Parameters<typeof openHarness>): ReturnType<typeof openHarness> => {
+    const made = openHarness(...args);
+    opened.push(made.service);
+    return made;
+};
 
 beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'cache-test-'));
     dir = join(root, 'nested', 'crypto-intel-mcp');
 });
 
-afterEach(() => {
+afterEach(async () => {
+    await Promise.all(opened.map(service => service.close()));
+    opened = [];
     rmSync(root, { recursive: true, force: true });
 });
+
+const journals = (): string[] => readdirSync(dir).filter(name => name.startsWith(JOURNAL_PREFIX));
+const snapshotLines = (): string[] =>
+    readFileSync(join(dir, CACHE_FILE_NAME), 'utf8')
+        .split('\n')
+        .filter(line => line.length > 0);
+/** The key of an entry line (`<meta JSON>\t<value JSON>`). */
+const keyOf = (line: string): string => (JSON.parse(line.slice(0, line.indexOf('\t'))) as { key: string }).key;
+const ids = (from: number, count: number): number[] => Array.from({ length: count }, (_, i) => from + i);
+/** A pid no process runs under, for journals and locks "left by a process that died". */
+function deadPid(): number {
+    for (let pid = 4_194_000; ; pid--) if (!processAlive(pid)) return pid;
+}
+const raceWithTimer = <T>(promise: Promise<T>, ms: number): Promise<T | 'still waiting'> =>
+    Promise.race([promise, new Promise<'still waiting'>(resolve => setTimeout(() => resolve('still waiting'), ms).unref())]);
 
 describe('persistent cache', () => {
     it('answers a repeated question after a restart without calling the upstream', async () => {
@@ -43,15 +77,18 @@ describe('persistent cache', () => {
         expect(second.logger.warnings).toEqual([]);
     });
 
-    it('creates an owner-only directory and file, written atomically', async () => {
+    it('creates an owner-only directory and journal, and leaves one owner-only snapshot after close', async () => {
         const { service } = harness({ cacheDir: dir });
         await service.prices([3375]);
         await service.flush();
         expect(statSync(dir).mode & 0o777).toBe(0o700);
-        expect(statSync(join(dir, CACHE_FILE_NAME)).mode & 0o777).toBe(0o600);
+        expect(journals()).toHaveLength(1);
+        expect(statSync(join(dir, journals()[0]!)).mode & 0o777).toBe(0o600);
+        await service.close();
+        await service.close();
         expect(readdirSync(dir)).toEqual([CACHE_FILE_NAME]);
-        await service.close();
-        await service.close();
+        expect(statSync(join(dir, CACHE_FILE_NAME)).mode & 0o777).toBe(0o600);
+        expect(JSON.parse(snapshotLines()[0]!)).toMatchObject({ version: CACHE_FILE_VERSION, kind: 'snapshot' });
     });
 
     it('does not resurrect expired entries as fresh after a restart, but keeps them as stale candidates', async () => {
@@ -75,13 +112,29 @@ describe('persistent cache', () => {
         await Promise.all([second.service.close(), fourth.service.close()]);
     });
 
-    it('writes the file by itself shortly after a change', async () => {
+    it('appends a change by itself within the persist delay: a new instance reads it without close() (a crash loses nothing older)', async () => {
+        expect(DEFAULT_PERSIST_DELAY_MS).toBeLessThanOrEqual(1000);
         const { service } = harness({ cacheDir: dir, persistDebounceMs: 1 });
         await service.prices([3375]);
-        await vi.waitFor(() => expect(readdirSync(dir)).toEqual([CACHE_FILE_NAME]));
+        await vi.waitFor(() => expect(journals().some(name => readFileSync(join(dir, name), 'utf8').includes('"price:3375"'))).toBe(true));
+        // No flush, no close: as after a crash.
         const second = harness({ cacheDir: dir });
         await second.service.prices([3375]);
         expect(second.inner.count()).toBe(0);
+        await Promise.all([service.close(), second.service.close()]);
+    });
+
+    it('appends only what changed, never rewriting what is on disk', async () => {
+        const { service } = harness({ cacheDir: dir });
+        await service.prices(ids(1, 50));
+        await service.flush();
+        const [journal] = journals();
+        const before = readFileSync(join(dir, journal!), 'utf8');
+        await service.prices([3375]);
+        await service.flush();
+        const after = readFileSync(join(dir, journal!), 'utf8');
+        expect(after.startsWith(before)).toBe(true);
+        expect(after.slice(before.length).trim().split('\n').map(keyOf)).toEqual(['price:3375']);
         await service.close();
     });
 
@@ -103,11 +156,25 @@ describe('persistent cache', () => {
 
         const logger = new RecordingLogger();
         const second = harness({ cacheDir: dir }, { logger });
+        await second.service.ready;
         expect(logger.warnings.map(line => line.msg)).toEqual([expect.stringContaining('not valid JSON')]);
         expect((await second.service.prices([3375])).data).toHaveLength(1);
         expect(second.inner.count('prices')).toBe(1);
         await second.service.close();
-        expect(JSON.parse(readFileSync(join(dir, CACHE_FILE_NAME), 'utf8'))).toMatchObject({ version: CACHE_FILE_VERSION });
+        expect(JSON.parse(snapshotLines()[0]!)).toMatchObject({ version: CACHE_FILE_VERSION });
+    });
+
+    it('skips a line cut short by a crash, keeping every line before it', async () => {
+        const first = harness({ cacheDir: dir });
+        await first.service.prices([1, 2]);
+        await first.service.flush();
+        const [journal] = journals();
+        writeFileSync(join(dir, journal!), `${readFileSync(join(dir, journal!), 'utf8')}{"key":"price:3","fetchedAt":`);
+        const second = harness({ cacheDir: dir }, { clock: first.clock });
+        await second.service.prices([1, 2]);
+        expect(second.inner.count()).toBe(0);
+        expect(second.logger.warnings).toEqual([]);
+        await Promise.all([first.service.close(), second.service.close()]);
     });
 
     it('ignores a file of another version, and discards each entry whose value fails the domain schema', async () => {
@@ -116,9 +183,10 @@ describe('persistent cache', () => {
         const first = harness({ cacheDir: dir });
         await first.service.close();
 
-        writeFileSync(path, JSON.stringify({ version: CACHE_FILE_VERSION - 1, savedAt: now, entries: [] }));
+        writeFileSync(path, `${JSON.stringify({ version: CACHE_FILE_VERSION - 1, kind: 'snapshot' })}\n`);
         const wrongVersion = harness({ cacheDir: dir });
-        expect(wrongVersion.logger.warnings).toHaveLength(1);
+        await wrongVersion.service.ready;
+        expect(wrongVersion.logger.warnings.map(line => line.msg)).toEqual([expect.stringContaining('unknown version')]);
 
         const times = { fetchedAt: now, expiresAt: now + 60_000 };
         const entries = [
@@ -129,17 +197,31 @@ describe('persistent cache', () => {
             { key: 'price:3', ...times, value: { tokenId: 'three', name: null, symbol: null, priceUsd: 3 } },
             { key: 'price:2', ...times, value: { tokenId: 2, name: 'Two', symbol: 'TWO', priceUsd: 2 } }
         ];
-        writeFileSync(path, JSON.stringify({ version: CACHE_FILE_VERSION, savedAt: now, entries }));
+        const line = ({ value, ...meta }: (typeof entries)[number]): string => `${JSON.stringify(meta)}\t${JSON.stringify(value)}`;
+        writeFileSync(path, [SNAPSHOT_HEADER, ...entries.map(line), '{"key":"price:4"}\tnot json', 'no tab at all'].join('\n') + '\n');
         const badValues = harness({ cacheDir: dir });
-        expect(badValues.logger.warnings.map(line => line.fields.rejected)).toEqual([4]);
+        await badValues.service.ready;
+        // Lines that are not entries, and keys of no known kind, are dropped as the file is read.
+        expect(badValues.logger.warnings.map(line => line.fields)).toEqual([
+            expect.objectContaining({ lines: 2 }),
+            expect.objectContaining({ rejected: 1 })
+        ]);
         expect((await badValues.service.prices([2])).data[0]?.priceUsd).toBe(2);
         expect(badValues.inner.count()).toBe(0);
+        // Values are checked against the domain schema when first used: those that fail are dropped and refetched.
         const btc = await badValues.service.tokens({ symbols: ['BTC'] });
         expect(btc.data.map(row => row.tokenId)).toEqual([3375]);
         expect(badValues.inner.count('tokens')).toBe(1);
+        expect((await badValues.service.prices([1, 3])).data.map(row => row.priceUsd)).toEqual([0.01, 0.03]);
+        expect(badValues.inner.count('prices')).toBe(1);
+        expect(badValues.logger.warnings.slice(2).map(line => [line.msg, line.fields.kind])).toEqual([
+            [expect.stringContaining('unexpected value shape'), 'tokens'],
+            [expect.stringContaining('unexpected value shape'), 'price'],
+            [expect.stringContaining('unexpected value shape'), 'price']
+        ]);
     });
 
-    it('writes only domain data: key-like strings near the cache never reach the file', async () => {
+    it('writes only domain data: key-like strings near the cache never reach the files', async () => {
         const { service, inner } = harness({ cacheDir: dir });
         await service.prices([3375]);
         await service.tokens({ symbols: ['BTC'] });
@@ -148,22 +230,191 @@ describe('persistent cache', () => {
         await expect(service.moonshots('active', 10)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
         inner.failure = null;
         await service.dailyOhlcv(3375, 7);
+        await service.flush();
+        const journalText = readFileSync(join(dir, journals()[0]!), 'utf8');
         await service.close();
 
-        const text = readFileSync(join(dir, CACHE_FILE_NAME), 'utf8');
-        expect(text).toContain('"price:3375"');
-        for (const key of API_KEYS) expect(text).not.toContain(key);
-        expect(text).not.toMatch(/tm-live-/);
+        for (const text of [journalText, readFileSync(join(dir, CACHE_FILE_NAME), 'utf8')]) {
+            expect(text).toContain('"price:3375"');
+            for (const key of API_KEYS) expect(text).not.toContain(key);
+            expect(text).not.toMatch(/tm-live-/);
+        }
     });
 
     it('keeps working in memory when the cache directory cannot be created', async () => {
         const file = join(root, 'a-file');
         writeFileSync(file, 'x');
         const { service, inner, logger } = harness({ cacheDir: join(file, 'sub') });
+        await service.ready;
         expect(logger.warnings).toHaveLength(1);
         await service.prices([1]);
         await service.prices([1]);
         expect(inner.count()).toBe(1);
         await service.close();
+        expect(logger.warnings).toHaveLength(1);
+    });
+});
+
+describe('start-up', () => {
+    it('reads nothing at construction: a call waits for the restore and is answered from disk', async () => {
+        const first = harness({ cacheDir: dir });
+        await first.service.prices(ids(1, 200));
+        await first.service.close();
+
+        const second = harness({ cacheDir: dir }, { clock: first.clock });
+        // Construction returned before anything was read: the store is still empty.
+        expect(second.service.stats().entries).toBe(0);
+        const answer = await second.service.prices([7, 150]);
+        expect(answer.data.map(row => row.tokenId)).toEqual([7, 150]);
+        expect(second.inner.count()).toBe(0);
+        expect(second.service.stats().entries).toBe(200);
+    });
+
+    it.skipIf(process.platform === 'win32')(
+        'skips a link to /dev/zero and a FIFO in place of cache files with a warning, without blocking',
+        async () => {
+            const first = harness({ cacheDir: dir });
+            await first.service.prices([3375]);
+            await first.service.flush();
+            const [journal] = journals();
+            rmSync(join(dir, journal!));
+            symlinkSync('/dev/zero', join(dir, CACHE_FILE_NAME));
+            execFileSync('mkfifo', [join(dir, journal!)]);
+
+            const second = harness({ cacheDir: dir }, { clock: first.clock });
+            expect(await raceWithTimer(second.service.ready, 5_000)).toBeUndefined();
+            expect(second.logger.warnings.map(line => line.msg)).toEqual([
+                expect.stringContaining('not a regular file'),
+                expect.stringContaining('not a regular file')
+            ]);
+            expect((await second.service.prices([3375])).data).toHaveLength(1);
+            expect(second.inner.count()).toBe(1);
+            // The compaction at close replaces the link with a snapshot and leaves the FIFO (a live process's name) alone.
+            await Promise.all([first.service.close(), second.service.close()]);
+            expect(statSync(join(dir, CACHE_FILE_NAME)).isFile()).toBe(true);
+        }
+    );
+
+    it('ignores a cache file larger than the cap with a warning', async () => {
+        const first = harness({ cacheDir: dir });
+        await first.service.prices([3375]);
+        await first.service.close();
+        // Sparse: takes no disk space, reads as zeros.
+        truncateSync(join(dir, CACHE_FILE_NAME), MAX_CACHE_FILE_BYTES + 1);
+
+        const second = harness({ cacheDir: dir }, { clock: first.clock });
+        await second.service.prices([3375]);
+        expect(second.inner.count()).toBe(1);
+        expect(second.logger.warnings).toEqual([
+            expect.objectContaining({
+                msg: expect.stringContaining('larger than the cap'),
+                fields: expect.objectContaining({ bytes: MAX_CACHE_FILE_BYTES + 1 })
+            })
+        ]);
+    });
+});
+
+describe('several processes on one cache directory', () => {
+    it("loses neither process's entries when two write different keys at once: a third sees both sets", async () => {
+        const clock = new FakeClock();
+        const a = harness({ cacheDir: dir }, { clock });
+        const b = harness({ cacheDir: dir }, { clock });
+        for (let round = 0; round < 5; round++) {
+            await Promise.all([
+                a.service.prices(ids(1000 + round * 20, 20)),
+                b.service.prices(ids(2000 + round * 20, 20)),
+                a.service.flush(),
+                b.service.flush()
+            ]);
+        }
+        await Promise.all([a.service.tmGrades(ids(1, 10)), b.service.tmGrades(ids(11, 10))]);
+        // Both close at once: one compacts, the other finds the lock taken and leaves its journal.
+        await Promise.all([a.service.close(), b.service.close()]);
+
+        const c = harness({ cacheDir: dir }, { clock });
+        await c.service.prices([...ids(1000, 100), ...ids(2000, 100)]);
+        await c.service.tmGrades(ids(1, 20));
+        expect(c.inner.count()).toBe(0);
+        expect(c.logger.warnings).toEqual([]);
+        expect(readdirSync(dir)).not.toContain(LOCK_FILE_NAME);
+    });
+
+    it('keeps what another live process appends after a compaction folded its journal', async () => {
+        const clock = new FakeClock();
+        const a = harness({ cacheDir: dir }, { clock });
+        const b = harness({ cacheDir: dir }, { clock });
+        await b.service.prices([1]);
+        await b.service.flush();
+        await a.service.prices([2]);
+        await a.service.close();
+        // b's process is alive: its journal is folded but not deleted, and it goes on appending to it.
+        expect(journals()).toHaveLength(1);
+        await b.service.prices([3]);
+        await b.service.flush();
+
+        const c = harness({ cacheDir: dir }, { clock });
+        await c.service.prices([1, 2, 3]);
+        expect(c.inner.count()).toBe(0);
+        await b.service.close();
+        expect(readdirSync(dir)).toEqual([CACHE_FILE_NAME]);
+    });
+
+    it('folds and removes the journals of processes that are gone, older layouts, and a lock left by a dead process', async () => {
+        const first = harness({ cacheDir: dir });
+        await first.service.prices([1, 2]);
+        await first.service.flush();
+        // Pretend the journal's process died without closing: rename it to a pid nobody runs.
+        const [journal] = journals();
+        const orphan = `${JOURNAL_PREFIX}${deadPid()}-abcdef.jsonl`;
+        const text = readFileSync(join(dir, journal!), 'utf8');
+        writeFileSync(join(dir, orphan), text.replace(/"pid":\d+/, `"pid":${deadPid()}`), { mode: 0o600 });
+        rmSync(join(dir, journal!));
+        writeFileSync(join(dir, 'cache-v2.json'), '{"version":2,"savedAt":0,"entries":[]}');
+        writeFileSync(
+            join(dir, LOCK_FILE_NAME),
+            JSON.stringify({ pid: deadPid(), host: (await import('node:os')).hostname(), token: 'x' })
+        );
+
+        const second = harness({ cacheDir: dir }, { clock: first.clock });
+        await second.service.prices([1, 2]);
+        expect(second.inner.count()).toBe(0);
+        await second.service.close();
+        expect(readdirSync(dir)).toEqual([CACHE_FILE_NAME]);
+        const third = harness({ cacheDir: dir }, { clock: first.clock });
+        await third.service.prices([1, 2]);
+        expect(third.inner.count()).toBe(0);
+    });
+
+    it('takes over a lock nobody has touched for a long time, and leaves a fresh one alone', async () => {
+        const lock = join(dir, LOCK_FILE_NAME);
+        const a = harness({ cacheDir: dir });
+        await a.service.prices([1]);
+        await a.service.flush();
+        writeFileSync(lock, JSON.stringify({ pid: process.pid, host: 'another-host', token: 'x' }));
+        await a.service.close();
+        // Held by a live process elsewhere: no compaction, the journal stays for a later one.
+        expect(journals()).toHaveLength(1);
+        expect(readdirSync(dir)).toContain(LOCK_FILE_NAME);
+
+        const old = (Date.now() - 3600 * SECOND) / 1000;
+        utimesSync(lock, old, old);
+        const b = harness({ cacheDir: dir }, { clock: a.clock });
+        await b.service.prices([1]);
+        expect(b.inner.count()).toBe(0);
+        await b.service.prices([2]);
+        await b.service.close();
+        expect(readdirSync(dir)).not.toContain(LOCK_FILE_NAME);
+    });
+
+    it('bounds the snapshot: entries too old to serve are dropped, and at most maxEntries are kept, the newest', async () => {
+        const clock = new FakeClock();
+        const a = harness({ cacheDir: dir, maxEntries: 100, staleMaxAgeSeconds: 3600 }, { clock });
+        await a.service.prices(ids(1, 50));
+        clock.advance(2 * 3600 * SECOND);
+        await a.service.prices(ids(101, 150));
+        await a.service.close();
+        const keys = snapshotLines().slice(1).map(keyOf);
+        expect(keys).toHaveLength(100);
+        expect(keys).toEqual(ids(151, 100).map(id => `price:${id}`));
     });
 });

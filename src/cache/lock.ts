@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { open, rename, rm } from 'node:fs/promises';
+import { openRegularFile } from './files.js';
+
+/**
+ * A lock older than this is taken over: a compaction takes well under a second even at the file size cap, so a lock
+ * this old belongs to a process that died (or hung) while holding it.
+ */
+export const LOCK_STALE_MS = 30_000;
+const MAX_LOCK_FILE_BYTES = 4_096;
+
+interface LockRecord {
+    pid: number;
+    host: string;
+    token: string;
+}
+
+export interface FileLock {
+    /** Removes the lock file if it is still this holder's (a holder judged stale may have lost it to another process). */
+    release(): Promise<void>;
+}
+
+/** Whether a process with this id runs on this host (`EPERM`: it runs under another user). Works on Windows too. */
+export function processAlive(pid: number): boolean {
+    if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (error) {
+        return (error as NodeJS.ErrnoException).code === 'EPERM';
+    }
+}
+
+/**
+ * Takes the lock file at `path` without waiting: it is created with O_EXCL (`wx`), which is atomic on every platform
+ * and filesystem Node supports, and holds the owner's pid, host and a random token. A lock whose owner is gone
+ * (same host, pid not running) or that is older than `LOCK_STALE_MS` is moved aside (a rename: of several processes
+ * judging it stale at once, one succeeds) and the create is tried once more. Resolves `null` when another live
+ * process holds the lock, or when the lock cannot be taken at all (a read-only directory): the caller skips its work.
+ */
+export async function tryLock(path: string, now: () => number = Date.now): Promise<FileLock | null> {
+    const record: LockRecord = { pid: process.pid, host: hostname(), token: randomBytes(12).toString('hex') };
+    for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+            const handle = await open(path, 'wx', 0o600);
+            try {
+                await handle.writeFile(JSON.stringify({ ...record, at: now() }));
+            } finally {
+                await handle.close();
+            }
+            return { release: () => releaseLock(path, record.token) };
+        } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) return null;
+            if (!(await lockIsStale(path, now()))) return null;
+            const aside = `${path}.${record.token}.stale`;
+            try {
+                await rename(path, aside);
+                await rm(aside, { force: true });
+            } catch {
+                return null;
+            }
+        }
+    }
+    return null;
+}
+
+async function readLock(path: string): Promise<{ record: Partial<LockRecord> | null; mtimeMs: number } | null> {
+    const opened = await openRegularFile(path, MAX_LOCK_FILE_BYTES);
+    if (!opened.ok) return null;
+    try {
+        const text = await opened.handle.readFile('utf8');
+        let record: Partial<LockRecord> | null = null;
+        try {
+            const parsed: unknown = JSON.parse(text);
+            if (typeof parsed === 'object' && parsed !== null) record = parsed;
+        } catch {
+            // Being written right now, or garbage: only its age can tell.
+        }
+        return { record, mtimeMs: opened.mtimeMs };
+    } finally {
+        await opened.handle.close();
+    }
+}
+
+async function lockIsStale(path: string, nowMs: number): Promise<boolean> {
+    const lock = await readLock(path);
+    // Gone meanwhile: worth another try. Not a regular file: never ours to remove.
+    if (lock === null) return false;
+    if (nowMs - lock.mtimeMs > LOCK_STALE_MS) return true;
+    const { record } = lock;
+    return record !== null && record.host === hostname() && typeof record.pid === 'number' && !processAlive(record.pid);
+}
+
+async function releaseLock(path: string, token: string): Promise<void> {
+    const lock = await readLock(path).catch(() => null);
+    if (lock?.record?.token === token) await rm(path, { force: true }).catch(() => undefined);
+}

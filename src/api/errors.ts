@@ -63,6 +63,15 @@ export const allKeysRevoked = (fingerprints: readonly string[], options?: Upstre
         { status: 401, ...options }
     );
 
+/** Keys are configured, but each is before its `not-before` or past its `expires` date (key file attributes). */
+export const noValidKey = (fingerprints: readonly string[], options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'NO_API_KEY',
+        `No configured Token Metrics API key is valid today (${fingerprints.join(', ')}): each is before its not-before date or past its expires date.`,
+        'Fix the dates in the key file (it is re-read without a restart), or add a current key; `crypto-intel-mcp keys` shows each key\'s dates.',
+        options
+    );
+
 export const rateLimited = (retryAtMs: number, nowMs: number, options?: UpstreamErrorOptions): UpstreamError => {
     const seconds = Math.max(1, Math.ceil((retryAtMs - nowMs) / 1000));
     return new UpstreamError(
@@ -158,6 +167,25 @@ export const upstreamRejected = (upstreamMessage: string, options?: UpstreamErro
         'Check the request parameters; if they look right, try again later.',
         options
     );
+
+/**
+ * The upstream's answer was larger than the body cap (`CRYPTO_INTEL_MAX_BODY_BYTES`): reading stopped there. Asking
+ * again would get the same answer, so it is not retried.
+ */
+export const answerTooLarge = (limitBytes: number, options?: UpstreamErrorOptions): UpstreamError =>
+    new UpstreamError(
+        'UPSTREAM_REJECTED',
+        `The Token Metrics API sent an answer larger than ${formatBytes(limitBytes)}; it was not read (CRYPTO_INTEL_MAX_BODY_BYTES).`,
+        'Ask for less at once (fewer tokens, a shorter range). If an ordinary question hits this, check that TOKEN_METRICS_BASE_URL points at the Token Metrics API, or raise CRYPTO_INTEL_MAX_BODY_BYTES.',
+        options
+    );
+
+const formatBytes = (bytes: number): string =>
+    bytes >= 1024 * 1024
+        ? `${+(bytes / 1024 / 1024).toFixed(1)} MiB`
+        : bytes >= 1024
+          ? `${+(bytes / 1024).toFixed(1)} KiB`
+          : `${bytes} bytes`;
 
 export const invalidInput = (detail: string, hint = 'Correct the arguments and call again.'): UpstreamError =>
     new UpstreamError('INVALID_INPUT', detail, hint, { status: 400 });

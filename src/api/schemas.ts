@@ -8,7 +8,7 @@ import type {
     Token,
     TradingSignal
 } from '../domain/market.js';
-import { addresses, date, id, names, number, signal, text, type Field } from './fields.js';
+import { addresses, date, id, label, names, number, signal, text, type Field } from './fields.js';
 
 /**
  * The only module that knows upstream field names: one row schema per endpoint, parsed per field into the domain
@@ -46,7 +46,8 @@ function rowSchema<F extends Fields, K extends keyof F & string, T>(
     };
 }
 
-const identityFields = { tokenId: id('TOKEN_ID'), name: text('TOKEN_NAME'), symbol: text('TOKEN_SYMBOL') };
+/** Names and symbols are anyone's to choose (a token launch): `label` cleans and bounds them at 64 characters. */
+const identityFields = { tokenId: id('TOKEN_ID'), name: label('TOKEN_NAME'), symbol: label('TOKEN_SYMBOL') };
 
 /** `/tokens`: tmai-langchain-tools `tools/tokens.py`; eliza-tmai-agent `sqlQueryTemplate.ts`. */
 export const TokenRow = rowSchema(

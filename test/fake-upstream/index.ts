@@ -57,7 +57,14 @@ export type Fault =
     | { kind: 'drift-field'; field: string; value: unknown }
     /** 403 with `{ success: false, message }`: the key is valid but the endpoint is not in its plan. */
     | { kind: 'forbidden'; message: string }
-    | { kind: 'reset' };
+    | { kind: 'reset' }
+    /**
+     * A 200 whose body is `bytes` long (a JSON envelope opening, then filler), streamed in 64 KiB chunks without a
+     * Content-Length (or with it, when `declareLength`); stops when the client goes away. Keep it bounded in tests.
+     */
+    | { kind: 'huge-body'; bytes: number; declareLength?: boolean }
+    /** This exact body (any text, JSON or not) with this status (200 when absent): a hostile or broken upstream. */
+    | { kind: 'body'; body: string; status?: number; headers?: Record<string, string> };
 
 export interface FaultRule {
     fault: Fault;
@@ -261,6 +268,10 @@ export class FakeUpstream {
                         return send(200, JSON.stringify({ success: false, message: fault.message, length: 0, data: [] }));
                     case 'forbidden':
                         return send(403, JSON.stringify({ success: false, message: fault.message }));
+                    case 'body':
+                        return send(fault.status ?? 200, fault.body, fault.headers);
+                    case 'huge-body':
+                        return await streamHugeBody(res, call, fault.bytes, fault.declareLength === true);
                     default:
                         break;
                 }
@@ -359,6 +370,37 @@ export class FakeUpstream {
                 return { error: 'unknown endpoint' };
         }
     }
+}
+
+/** `bytes` of a 200 answer that opens like an envelope and never gets to the point, written as fast as the client reads. */
+async function streamHugeBody(res: ServerResponse, call: FakeCall, bytes: number, declareLength: boolean): Promise<void> {
+    call.status = 200;
+    res.writeHead(200, { 'content-type': 'application/json', ...(declareLength ? { 'content-length': String(bytes) } : {}) });
+    const head = Buffer.from('{"success":true,"message":"ok","data":[{"TOKEN_ID":1,"TOKEN_NAME":"');
+    const filler = Buffer.alloc(64 * 1024, 'x');
+    let sent = 0;
+    const write = (chunk: Buffer) =>
+        new Promise<void>(resolve => {
+            if (res.write(chunk)) resolve();
+            else {
+                const done = () => {
+                    res.off('drain', done);
+                    res.off('close', done);
+                    resolve();
+                };
+                res.once('drain', done);
+                res.once('close', done);
+            }
+        });
+    await write(head.subarray(0, Math.min(head.length, bytes)));
+    sent = Math.min(head.length, bytes);
+    while (sent < bytes && !res.destroyed) {
+        const chunk = filler.subarray(0, Math.min(filler.length, bytes - sent));
+        await write(chunk);
+        sent += chunk.length;
+    }
+    call.bytes = sent;
+    if (!res.destroyed) res.end();
 }
 
 /** Drifted types: numbers become objects, as a changed upstream serializer might send. */

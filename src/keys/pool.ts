@@ -4,16 +4,28 @@ import { fingerprint } from '../redact.js';
 export type KeyOutcome =
     | { kind: 'ok' }
     | { kind: 'failed' }
-    | { kind: 'revoked' }
-    | { kind: 'rate-limited'; untilMs: number }
-    | { kind: 'exhausted'; untilMs: number };
+    /** `status`: the upstream's HTTP status (401, 403), recorded in the audit trail when the caller gives it. */
+    | { kind: 'revoked'; status?: number }
+    | { kind: 'rate-limited'; untilMs: number; status?: number }
+    | { kind: 'exhausted'; untilMs: number; status?: number };
 
 export type KeyChoice =
     | { kind: 'key'; key: string; fingerprint: string }
     /** Every usable key is cooling down; the earliest is usable again at `untilMs`. */
     | { kind: 'wait'; untilMs: number; reason: 'rate-limited' | 'exhausted' }
     | { kind: 'none'; reason: 'no-keys' }
-    | { kind: 'none'; reason: 'all-revoked'; fingerprints: string[] };
+    | { kind: 'none'; reason: 'all-revoked'; fingerprints: string[] }
+    /** Keys are configured, but none is valid now: each is before its `not-before` or past its `expires`. */
+    | { kind: 'none'; reason: 'none-valid'; fingerprints: string[] };
+
+/** A key with its validity window (from key metadata); both ends are optional, in ms since the epoch. */
+export interface PoolKey {
+    key: string;
+    /** First instant the key may be used. */
+    notBefore?: number | null;
+    /** First instant the key must no longer be used. */
+    expiresAt?: number | null;
+}
 
 /** The HTTP layer's view of key management: pick a key per attempt, report how it went. */
 export interface KeyProvider {
@@ -41,16 +53,24 @@ export interface KeyStats {
 interface KeyState {
     readonly key: string;
     readonly stats: KeyStats;
+    notBefore: number | null;
+    expiresAt: number | null;
+}
+
+/** Whether a key's validity window holds `nowMs`: checked at each choice, so a key takes over (or bows out) without a reload. */
+export function isWithinWindow(window: { notBefore?: number | null; expiresAt?: number | null }, nowMs: number): boolean {
+    return nowMs >= (window.notBefore ?? -Infinity) && nowMs < (window.expiresAt ?? Infinity);
 }
 
 /**
  * Keys in the user's order; the first healthy one serves each attempt. A revoked key stays out until
- * the key set is replaced (the key file changed); a rate-limited or exhausted key sits out its cool-down.
+ * the key set is replaced (the key file changed); a rate-limited or exhausted key sits out its cool-down;
+ * a key outside its validity window (`not-before`, `expires`) is skipped until it is inside.
  */
 export class KeyPool implements KeyProvider {
     private states: KeyState[] = [];
 
-    constructor(keys: readonly string[] = []) {
+    constructor(keys: ReadonlyArray<string | PoolKey> = []) {
         this.replace(keys);
     }
 
@@ -59,16 +79,24 @@ export class KeyPool implements KeyProvider {
      * does not stampede a key that was just rate limited; revocations are forgotten because the user
      * edited the keys, which is how they tell us to try again.
      */
-    replace(keys: readonly string[]): void {
+    replace(keys: ReadonlyArray<string | PoolKey>): void {
         const previous = new Map(this.states.map(state => [state.key, state]));
-        this.states = [...new Set(keys)].map(key => {
+        const seen = new Set<string>();
+        const unique = keys
+            .map(item => (typeof item === 'string' ? { key: item } : item))
+            .filter(item => !seen.has(item.key) && seen.add(item.key));
+        this.states = unique.map(({ key, notBefore = null, expiresAt = null }) => {
             const kept = previous.get(key);
             if (kept) {
                 kept.stats.revoked = false;
+                kept.notBefore = notBefore;
+                kept.expiresAt = expiresAt;
                 return kept;
             }
             return {
                 key,
+                notBefore,
+                expiresAt,
                 stats: {
                     fingerprint: fingerprint(key),
                     calls: 0,
@@ -89,8 +117,11 @@ export class KeyPool implements KeyProvider {
 
     choose(nowMs: number): KeyChoice {
         if (this.states.length === 0) return { kind: 'none', reason: 'no-keys' };
+        const valid = this.states.filter(state => isWithinWindow(state, nowMs));
+        if (valid.length === 0)
+            return { kind: 'none', reason: 'none-valid', fingerprints: this.states.map(state => state.stats.fingerprint) };
         let earliest: KeyState | undefined;
-        for (const state of this.states) {
+        for (const state of valid) {
             const { stats } = state;
             if (stats.revoked) continue;
             if (stats.coolingUntil === null || stats.coolingUntil <= nowMs) {
@@ -100,7 +131,7 @@ export class KeyPool implements KeyProvider {
             }
             if (!earliest || stats.coolingUntil < (earliest.stats.coolingUntil ?? Infinity)) earliest = state;
         }
-        if (!earliest) return { kind: 'none', reason: 'all-revoked', fingerprints: this.states.map(state => state.stats.fingerprint) };
+        if (!earliest) return { kind: 'none', reason: 'all-revoked', fingerprints: valid.map(state => state.stats.fingerprint) };
         return { kind: 'wait', untilMs: earliest.stats.coolingUntil!, reason: earliest.stats.exhausted ? 'exhausted' : 'rate-limited' };
     }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkEnvironmentKeys, combineKeys, looksLikeKey, parseKeyFile } from '../../src/keys/sources.js';
+import { checkEnvironmentKeys, combineKeys, isSendable, looksLikeKey, parseKeyDate, parseKeyFile } from '../../src/keys/sources.js';
 
 describe('parseKeyFile', () => {
     it('reads one key per line, skipping comments, blank and whitespace-only lines, in order', () => {
@@ -64,5 +64,63 @@ describe('key sources', () => {
             { origin: 'environment', fingerprint: 'tm-…0002', problem: 'inner-whitespace' },
             { origin: 'environment', fingerprint: 'tm-…0003', problem: 'unexpected-format' }
         ]);
+    });
+});
+
+describe('key metadata', () => {
+    it('reads label, expires and not-before after a key, and a trailing # note', () => {
+        const parsed = parseKeyFile(
+            'tm-first-key-0001 label=prod-2 expires=2026-12-31 not-before=2026-12-01  # rotated in December\ntm-second-key-0002\n'
+        );
+        expect(parsed.warnings).toEqual([]);
+        expect(parsed.entries).toEqual([
+            {
+                key: 'tm-first-key-0001',
+                label: 'prod-2',
+                origin: 'key file',
+                line: 1,
+                notBefore: Date.parse('2026-12-01T00:00:00Z'),
+                expiresAt: Date.parse('2027-01-01T00:00:00Z'),
+                written: { notBefore: '2026-12-01', expires: '2026-12-31' }
+            },
+            {
+                key: 'tm-second-key-0002',
+                label: null,
+                origin: 'key file',
+                line: 2,
+                notBefore: null,
+                expiresAt: null,
+                written: { notBefore: null, expires: null }
+            }
+        ]);
+        expect(parsed.secrets).not.toContain('prod-2');
+    });
+
+    it('reads dates as UTC days (expires inclusive) or ISO times with a zone, and rejects impossible ones', () => {
+        expect(parseKeyDate('2026-12-31', 'end')).toBe(Date.parse('2027-01-01T00:00:00Z'));
+        expect(parseKeyDate('2026-12-01', 'start')).toBe(Date.parse('2026-12-01T00:00:00Z'));
+        expect(parseKeyDate('2026-12-01T09:30+02:00', 'start')).toBe(Date.parse('2026-12-01T07:30:00Z'));
+        for (const bad of ['2026-02-30', '2026-13-01', '31/12/2026', '2026-12-01T09:30', 'tomorrow'])
+            expect(parseKeyDate(bad, 'end')).toBeNull();
+    });
+
+    it('reads prod-1:tm-… labels from the environment, leaving a key that holds a colon whole', () => {
+        const checked = checkEnvironmentKeys(['prod-1:tm-env-0001', 'tm-env:odd-0002', 'tm-env-0003']);
+        expect(checked.entries.map(entry => [entry.key, entry.label])).toEqual([
+            ['tm-env-0001', 'prod-1'],
+            ['tm-env:odd-0002', null],
+            ['tm-env-0003', null]
+        ]);
+        expect(checked.secrets).toContain('prod-1:tm-env-0001');
+    });
+
+    it('refuses a key that is not sendable as a header value, by fingerprint and code point', () => {
+        const parsed = parseKeyFile('tm-caf\u00e9-key-0001\ntm-ok-key-0002\n');
+        expect(parsed.keys).toEqual(['tm-ok-key-0002']);
+        expect(parsed.warnings).toEqual([
+            { origin: 'key file', line: 1, fingerprint: 'tm-…0001', problem: 'not-sendable', detail: 'character 7 of 16 is U+00E9' }
+        ]);
+        expect(isSendable('tm-abc\u007f')).toBe(false);
+        expect(isSendable('tm-abc')).toBe(true);
     });
 });

@@ -88,7 +88,9 @@ export function managedClient(
         logger,
         clock,
         watch: options.watch ?? false,
-        ...(options.recheckMs === undefined ? {} : { recheckMs: options.recheckMs })
+        ...(options.recheckMs === undefined ? {} : { recheckMs: options.recheckMs }),
+        ...(options.audit === undefined ? {} : { audit: options.audit }),
+        ...(options.allowSharedKeyFile === undefined ? {} : { allowSharedKeyFile: options.allowSharedKeyFile })
     });
     const http = new UpstreamHttp(
         { baseUrl: fake.baseUrl, attemptTimeoutMs: 2_000, deadlineMs: 20_000, concurrency: 4, random: () => 1, ...options.http },
@@ -107,6 +109,11 @@ export function managedClient(
             await http.close();
         }
     };
+}
+
+/** Every 8-character window of each secret: a partial key in a text is a leak too. */
+export function keyWindows(...secrets: string[]): string[] {
+    return secrets.flatMap(secret => Array.from({ length: Math.max(0, secret.length - 7) }, (_, i) => secret.slice(i, i + 8)));
 }
 
 /** The error a promise rejects with (fails the test if it resolves). */

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import { FakeUpstream } from '../test/fake-upstream/index.js';
 import { HttpServerProcess, mcpHeaders, toolCallBody } from '../test/helpers/http-process.js';
 import { HAS_REDIS, RedisServer } from '../test/helpers/redis-server.js';
@@ -53,6 +54,8 @@ export interface HttpBenchResult {
     rows: HttpBenchRow[];
     /** Why the two-replica part did not run, or `null` when it did. */
     skipped: string | null;
+    /** One token's flood against another token's question (`runFloodBench`). */
+    flood: FloodBenchResult;
 }
 
 /** One request as a Streamable HTTP client sends it; resolves to whether the answer was a good tool result. */
@@ -127,8 +130,8 @@ async function runOn(
 /**
  * Measures requests per second and p50/p95 latency of warm `tools/call` requests, for each number of concurrent
  * clients, on one replica and then on two replicas sharing a redis-server it starts (skipped, and said so, when
- * redis-server is not installed). Each set of replicas first gets 300 unmeasured requests per replica. Bounded:
- * `requests` per configuration, each stopped at `timeCapMs`. Needs the build (`dist/src/cli.js`). Every process
+ * redis-server is not installed), then the flood line (`runFloodBench`). Each set of replicas first gets 300
+ * unmeasured requests per replica. Bounded: `requests` per configuration, each stopped at `timeCapMs`. Needs the build (`dist/src/cli.js`). Every process
  * it starts is stopped before it returns, whatever happens.
  */
 export async function runHttpBench(options: HttpBenchOptions = {}): Promise<HttpBenchResult> {
@@ -166,7 +169,8 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
             skipped = 'redis-server is not installed (apt-get install redis-server): two-replica figures skipped';
             settings.log(`http bench: ${skipped}`);
         }
-        return { tool: TOOL, args: ARGS, rows, skipped };
+        const flood = await runFloodBench({ fake, log: settings.log });
+        return { tool: TOOL, args: ARGS, rows, skipped, flood };
     } finally {
         await Promise.all(started.map(server => server.stop()));
         await redis?.stop();
@@ -202,6 +206,150 @@ export function formatHttpBench(result: HttpBenchResult): string {
         `HTTP transport (--http, loopback): warm tools/call ${result.tool}(${argsText}), concurrent clients over one connection pool`,
         format(header),
         ...lines.map(format),
-        ...(result.skipped === null ? [] : [`two replicas: ${result.skipped}`])
+        ...(result.skipped === null ? [] : [`two replicas: ${result.skipped}`]),
+        formatFloodBench(result.flood)
     ].join('\n');
+}
+
+/** The flood line: what one token's flood of uncached calls costs another token, and what it costs in credits. */
+export interface FloodBenchResult {
+    floodCalls: number;
+    /** Upstream latency the fake adds to every request during this measurement. */
+    upstreamLatencyMs: number;
+    /** The other token's uncached question, alone and during the flood. */
+    unloadedMs: number;
+    loadedMs: number;
+    /** loadedMs / unloadedMs (target at most 2). */
+    ratio: number;
+    otherAnswered: boolean;
+    /** Flood calls answered, told "busy, retry in N s", or failed otherwise. */
+    answered: number;
+    busy: number;
+    failed: number;
+    /** Upstream requests (credits) the flood spent, and those spent for calls that were not answered (target 0). */
+    credits: number;
+    creditsOnUnanswered: number;
+}
+
+const FLOOD_TOKEN = 'flood-token-0123456789abcdef';
+const FLOOD_BASE_ID = 800_000;
+
+async function floodCall(url: URL, token: string, args: Record<string, unknown>, id: number): Promise<{ ok: boolean; busy: boolean }> {
+    const response = await fetch(url, { method: 'POST', headers: mcpHeaders(token), body: toolCallBody('get_price', args, id) });
+    const body = (await response.json().catch(() => null)) as { result?: { isError?: boolean; content?: Array<{ text?: string }> } } | null;
+    const result = response.status === 200 ? body?.result : undefined;
+    const ok = result !== undefined && result.isError !== true;
+    return { ok, busy: !ok && /busy/i.test(result?.content?.[0]?.text ?? '') };
+}
+
+/** What the flood thread runs: every call at once, each reported as answered, busy, or neither. */
+const FLOOD_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { url, token, calls, baseId, headers } = workerData;
+const one = async i => {
+    try {
+        const body = JSON.stringify({ jsonrpc: '2.0', id: 10 + i, method: 'tools/call', params: { name: 'get_price', arguments: { symbols: [String(baseId + i)] } } });
+        const response = await fetch(url, { method: 'POST', headers: { ...headers, authorization: 'Bearer ' + token }, body });
+        const reply = await response.json().catch(() => null);
+        const result = response.status === 200 && reply ? reply.result : undefined;
+        const ok = result !== undefined && result.isError !== true;
+        const text = (result && result.content && result.content[0] && result.content[0].text) || '';
+        return { ok, busy: !ok && /busy/i.test(text) };
+    } catch {
+        return { ok: false, busy: false };
+    }
+};
+Promise.all(Array.from({ length: calls }, (_, i) => one(i))).then(results => parentPort.postMessage(results));
+`;
+
+function floodFromWorker(url: URL, calls: number): Promise<Array<{ ok: boolean; busy: boolean }>> {
+    const worker = new Worker(FLOOD_WORKER, {
+        eval: true,
+        workerData: { url: url.toString(), token: FLOOD_TOKEN, calls, baseId: FLOOD_BASE_ID, headers: mcpHeaders() }
+    });
+    return new Promise((resolve, reject) => {
+        worker.once('message', results => {
+            resolve(results as Array<{ ok: boolean; busy: boolean }>);
+            void worker.terminate();
+        });
+        worker.once('error', reject);
+    });
+}
+
+/**
+ * One token sends `floodCalls` concurrent uncached calls (get_price of unknown ids: one /tokens request each, which
+ * names its call) while another token asks one uncached question (ETH's price by id: /tokens then /price). The other
+ * token's latency is compared with the same kind of question asked alone, and the flood's credits are attributed to
+ * its calls by id, so credits spent on calls that were never answered can be counted. Default settings, except the
+ * per-token rate, which is off so that the fairness inside, not the rate limit, is what is measured.
+ */
+export async function runFloodBench(
+    options: { fake?: FakeUpstream; floodCalls?: number; upstreamLatencyMs?: number; log?: (line: string) => void } = {}
+): Promise<FloodBenchResult> {
+    const floodCalls = options.floodCalls ?? 1_000;
+    const upstreamLatencyMs = options.upstreamLatencyMs ?? 50;
+    const fake = options.fake ?? (await FakeUpstream.start());
+    const latencyBefore = fake.latencyMs;
+    let server: HttpServerProcess | null = null;
+    try {
+        server = await HttpServerProcess.start({
+            TOKEN_METRICS_API_KEY: KEY,
+            TOKEN_METRICS_BASE_URL: fake.baseUrl,
+            CRYPTO_INTEL_HTTP_TOKENS: `${TOKEN},${FLOOD_TOKEN}`,
+            CRYPTO_INTEL_HTTP_RATE_PER_MIN: '0',
+            // info: the helper learns the port from the "listening" line.
+            CRYPTO_INTEL_LOG_LEVEL: 'info'
+        });
+        const url = server.mcpUrl;
+        fake.latencyMs = upstreamLatencyMs;
+        // Loads the upstream client and gives the limiter its first request durations, as any running server has.
+        await floodCall(url, TOKEN, { symbols: ['1'] }, 1);
+        let started = performance.now();
+        const alone = await floodCall(url, TOKEN, { symbols: ['3375'] }, 2);
+        const unloadedMs = performance.now() - started;
+        if (!alone.ok) throw new Error(`flood bench: the unloaded question failed: ${server.stderr}`);
+
+        const callsBefore = fake.calls.length;
+        // The flood comes from its own thread, as it would from another machine: its thousand fetches must not slow
+        // this thread, which runs the fake upstream and times the other token's question.
+        const flood = floodFromWorker(url, floodCalls);
+        // The question is asked once the flood is under way: its first request has reached the upstream.
+        while (fake.calls.length === callsBefore) await new Promise(resolve => setTimeout(resolve, 1));
+        started = performance.now();
+        const other = await floodCall(url, TOKEN, { symbols: ['3306'] }, 3);
+        const loadedMs = performance.now() - started;
+        const results = await flood;
+
+        const answeredIds = new Set(results.flatMap((result, i) => (result.ok ? [FLOOD_BASE_ID + i] : [])));
+        const floodRequests = fake.calls.slice(callsBefore).filter(call => Number(call.query.token_id) >= FLOOD_BASE_ID);
+        const result: FloodBenchResult = {
+            floodCalls,
+            upstreamLatencyMs,
+            unloadedMs: round(unloadedMs, 1),
+            loadedMs: round(loadedMs, 1),
+            ratio: round(loadedMs / unloadedMs, 2),
+            otherAnswered: other.ok,
+            answered: answeredIds.size,
+            busy: results.filter(entry => entry.busy).length,
+            failed: results.filter(entry => !entry.ok && !entry.busy).length,
+            credits: floodRequests.length,
+            creditsOnUnanswered: floodRequests.filter(call => !answeredIds.has(Number(call.query.token_id))).length
+        };
+        options.log?.(`http bench: ${formatFloodBench(result)}`);
+        return result;
+    } finally {
+        fake.latencyMs = latencyBefore;
+        await server?.stop();
+        if (options.fake === undefined) await fake.close();
+    }
+}
+
+/** The flood line of `npm run bench`. */
+export function formatFloodBench(flood: FloodBenchResult): string {
+    return (
+        `flood: 1 token x ${flood.floodCalls} concurrent uncached calls (upstream ${flood.upstreamLatencyMs} ms); ` +
+        `the other token's uncached call ${flood.otherAnswered ? 'answered' : 'NOT answered'} in ${flood.loadedMs} ms vs ${flood.unloadedMs} ms alone ` +
+        `(${flood.ratio}x, target <= 2x); flood: ${flood.answered} answered, ${flood.busy} busy, ${flood.failed} failed; ` +
+        `credits ${flood.credits}, on unanswered calls ${flood.creditsOnUnanswered} (target 0)`
+    );
 }

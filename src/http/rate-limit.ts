@@ -11,8 +11,9 @@ interface Bucket {
 export type RateDecision = { ok: true } | { ok: false; retryAfterS: number };
 
 /**
- * Requests per minute per caller, as a token bucket: a caller may burst up to a minute's allowance, then gets one
- * request per 60/rate seconds. Per replica: behind a load balancer the deployment allows N times the rate.
+ * Units per minute per caller (tool calls per token on /mcp, failed bearer attempts per address), as a token bucket:
+ * a caller may burst up to a minute's allowance, then gets one unit per 60/rate seconds. Per replica: behind a load
+ * balancer the deployment allows N times the rate.
  */
 export class RateLimiter {
     private readonly buckets = new Map<string, Bucket>();
@@ -26,18 +27,43 @@ export class RateLimiter {
         this.perMs = perMinute / 60_000;
     }
 
-    take(caller: string): RateDecision {
+    /** Whether the limit is on. */
+    get enabled(): boolean {
+        return this.perMinute > 0;
+    }
+
+    /** The most units one take may ask for: a minute's allowance (a bigger take could never pass). */
+    get burst(): number {
+        return this.perMinute;
+    }
+
+    /** Spends `cost` units of the caller's allowance, all or none. */
+    take(caller: string, cost = 1): RateDecision {
         if (this.perMinute <= 0) return { ok: true };
+        const bucket = this.refill(caller);
+        if (bucket.tokens >= cost) {
+            bucket.tokens -= cost;
+            return { ok: true };
+        }
+        return { ok: false, retryAfterS: Math.max(1, Math.ceil((Math.min(cost, this.perMinute) - bucket.tokens) / this.perMs / 1000)) };
+    }
+
+    /** Whether the caller has a unit left, spending nothing. */
+    check(caller: string): RateDecision {
+        if (this.perMinute <= 0) return { ok: true };
+        const bucket = this.refill(caller);
+        return bucket.tokens >= 1
+            ? { ok: true }
+            : { ok: false, retryAfterS: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000)) };
+    }
+
+    private refill(caller: string): Bucket {
         const now = this.clock.now();
         const bucket = this.buckets.get(caller) ?? { tokens: this.perMinute, at: now };
         bucket.tokens = Math.min(this.perMinute, bucket.tokens + Math.max(0, now - bucket.at) * this.perMs);
         bucket.at = now;
         if (!this.buckets.has(caller)) this.remember(caller, bucket, now);
-        if (bucket.tokens >= 1) {
-            bucket.tokens -= 1;
-            return { ok: true };
-        }
-        return { ok: false, retryAfterS: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000)) };
+        return bucket;
     }
 
     private remember(caller: string, bucket: Bucket, now: number): void {

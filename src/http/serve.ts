@@ -3,12 +3,14 @@ import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Runtime } from '../app.js';
 import type { Clock } from '../clock.js';
-import type { HttpConfig } from '../config.js';
+import { withCaller } from '../api/limiter.js';
+import { isLoopbackHost, type HttpConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { createServer } from '../server.js';
 import { VERSION } from '../version.js';
 import { bearerToken, TokenVerifier } from './auth.js';
 import { readBody } from './body.js';
+import { busyReplies, CallerGates } from './fairness.js';
 import { HostGuard } from './origin.js';
 import { RateLimiter } from './rate-limit.js';
 import { ReadinessProbe } from './readiness.js';
@@ -46,17 +48,52 @@ function refuse(res: ServerResponse, status: number, message: string, headers: R
 }
 
 /**
+ * The client's address: the peer's, or, when the peer is on this machine (a reverse proxy such as the README's Caddy),
+ * the last address in the `X-Forwarded-For` it added. Only a loopback peer is believed: anyone else could write
+ * any address there.
+ */
+export function clientAddress(req: IncomingMessage): string {
+    const peer = req.socket.remoteAddress ?? 'unknown';
+    const forwarded = req.headers['x-forwarded-for'];
+    if (typeof forwarded !== 'string' || !isLoopbackHost(peer.replace(/^::ffff:/i, ''))) return peer;
+    const last = forwarded
+        .split(',')
+        .map(part => part.trim())
+        .filter(part => part !== '')
+        .at(-1);
+    return last !== undefined && /^[0-9A-Fa-f:.]{2,45}$/.test(last) ? last : peer;
+}
+
+/** Tool calls in a JSON-RPC message or batch: what the per-token rate counts. */
+export function countToolCalls(message: unknown): number {
+    const messages = Array.isArray(message) ? (message as unknown[]) : [message];
+    return messages.filter(item => typeof item === 'object' && item !== null && (item as { method?: unknown }).method === 'tools/call')
+        .length;
+}
+
+/**
  * The Streamable HTTP transport, stateless: every POST to `/mcp` gets its own McpServer and transport, built
  * from the runtime every request shares (keys, upstream client, cache), and both are closed when the response
  * closes. So any replica can answer any request, and nothing per client outlives its request. Replies are JSON
  * rather than SSE streams: the tools send no progress, and JSON passes every reverse proxy unbuffered.
- * Access control runs before the body is read: Host/Origin (403), bearer token (401), rate (429), size (413).
+ * Access control runs before the body is read: Host/Origin (403), failed bearer attempts per address (429), bearer
+ * token (401), rate (429), size (413). The rate counts tool calls, so it is spent once the body is parsed: a batch of
+ * 100 `tools/call` costs 100 (any other request costs 1). Inside, each caller's uncached calls are capped (`busy`).
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
     const { http, runtime, clock, logger } = options;
     const tokens = new TokenVerifier(http.tokens);
     const guard = new HostGuard(http);
     const limiter = new RateLimiter(http.ratePerMin, clock);
+    const authFailures = new RateLimiter(http.authFailuresPerMin, clock);
+    const gates = new CallerGates(http.maxConcurrentCalls, logger);
+    // Only reachable with CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1 (config refuses such a file otherwise): say so once.
+    if (http.tokensFileMode !== null && (http.tokensFileMode & 0o077) !== 0 && process.platform !== 'win32') {
+        logger.warn('HTTP tokens file is readable by other users; using it because CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1', {
+            variable: 'CRYPTO_INTEL_HTTP_TOKENS_FILE',
+            mode: http.tokensFileMode.toString(8)
+        });
+    }
     const readiness = new ReadinessProbe(options.baseUrl, runtime);
     let stopping = false;
     let inFlight = 0;
@@ -68,36 +105,102 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
             logger.debug('HTTP request refused', { status: 403, reason: refusal });
             return refuse(res, 403, `Forbidden: ${refusal}`);
         }
-        const caller = tokens.required ? tokens.match(bearerToken(req.headers.authorization)) : -1;
-        if (tokens.required && caller < 0) {
-            logger.debug('HTTP request refused', {
-                status: 401,
-                reason: req.headers.authorization === undefined ? 'no token' : 'wrong token'
-            });
-            return refuse(res, 401, 'Unauthorized: send Authorization: Bearer <token> with one of the tokens in CRYPTO_INTEL_HTTP_TOKENS', {
-                'www-authenticate': 'Bearer realm="crypto-intel-mcp"'
-            });
+        const address = clientAddress(req);
+        let caller: string;
+        if (tokens.required) {
+            // Checked before the token: while an address is over its failures, no guess from it is even looked at.
+            const locked = authFailures.check(address);
+            if (!locked.ok) {
+                logger.debug('HTTP request refused', { status: 429, reason: 'too many failed bearer attempts', address });
+                return refuse(res, 429, `Too many failed authentication attempts from this address: try again in ${locked.retryAfterS} s`, {
+                    'retry-after': String(locked.retryAfterS)
+                });
+            }
+            const index = tokens.match(bearerToken(req.headers.authorization));
+            if (index < 0) {
+                authFailures.take(address);
+                // Never the presented token, nor any part of it: a near miss is most of a secret.
+                logger.warn('HTTP request refused: missing or wrong bearer token', {
+                    status: 401,
+                    reason:
+                        req.headers.authorization === undefined
+                            ? 'no token'
+                            : bearerToken(req.headers.authorization) === null
+                              ? 'not a bearer token'
+                              : 'wrong token',
+                    address
+                });
+                if (!authFailures.check(address).ok) {
+                    logger.warn('failed bearer attempts over the limit: this address gets 429 until it slows down', {
+                        address,
+                        limitPerMin: http.authFailuresPerMin
+                    });
+                }
+                return refuse(
+                    res,
+                    401,
+                    'Unauthorized: send Authorization: Bearer <token> with one of the tokens in CRYPTO_INTEL_HTTP_TOKENS',
+                    {
+                        'www-authenticate': 'Bearer realm="crypto-intel-mcp"'
+                    }
+                );
+            }
+            caller = `token#${index + 1}`;
+        } else {
+            caller = `address:${address}`;
         }
-        const rate = limiter.take(caller >= 0 ? `token#${caller + 1}` : `address:${req.socket.remoteAddress ?? 'unknown'}`);
-        if (!rate.ok) {
-            logger.debug('HTTP request refused', {
-                status: 429,
-                caller: caller >= 0 ? `token#${caller + 1}` : 'address',
-                retryAfterS: rate.retryAfterS
-            });
-            return refuse(res, 429, `Too many requests: try again in ${rate.retryAfterS} s`, { 'retry-after': String(rate.retryAfterS) });
-        }
+        const tooMany = (retryAfterS: number, message: string): void => {
+            logger.debug('HTTP request refused', { status: 429, caller: caller.startsWith('token#') ? caller : 'address', retryAfterS });
+            refuse(res, 429, message, { 'retry-after': String(retryAfterS) });
+        };
+        // Nothing is read from a caller already out of allowance; refusals below still cost one unit each.
+        const allowance = limiter.check(caller);
+        if (!allowance.ok) return tooMany(allowance.retryAfterS, `Too many requests: try again in ${allowance.retryAfterS} s`);
         if (req.method !== 'POST') {
+            limiter.take(caller);
             // Stateless: no session to resume, no server-initiated stream to open (GET) or end (DELETE).
             return refuse(res, 405, 'Method not allowed: this server is stateless; send JSON-RPC messages with POST', { allow: 'POST' });
         }
         const body = await readBody(req, MAX_BODY_BYTES);
-        if (!body.ok) return refuse(res, 413, `Request body over ${MAX_BODY_BYTES} bytes`, { connection: 'close' });
+        if (!body.ok) {
+            limiter.take(caller);
+            return refuse(res, 413, `Request body over ${MAX_BODY_BYTES} bytes`, { connection: 'close' });
+        }
         let message: unknown;
         try {
             message = JSON.parse(body.text);
         } catch {
+            limiter.take(caller);
             return refuse(res, 400, 'Parse error: the body is not JSON');
+        }
+        const calls = countToolCalls(message);
+        if (limiter.enabled && calls > limiter.burst) {
+            limiter.take(caller);
+            return refuse(
+                res,
+                413,
+                `A batch of ${calls} tool calls is over the limit of ${limiter.burst} per minute (CRYPTO_INTEL_HTTP_RATE_PER_MIN): send at most ${limiter.burst} per request`
+            );
+        }
+        const rate = limiter.take(caller, Math.max(1, calls));
+        if (!rate.ok) {
+            return tooMany(
+                rate.retryAfterS,
+                calls > 1
+                    ? `Too many tool calls: this batch of ${calls} needs more than is left of the per-minute limit; try again in ${rate.retryAfterS} s`
+                    : `Too many requests: try again in ${rate.retryAfterS} s`
+            );
+        }
+
+        // At the door: while a caller has its cap of uncached calls under way, its further tool calls get the limiter's
+        // "busy" answer before any MCP server is built (a tenth of the work), so one token's flood costs the replica,
+        // and everyone else's latency, as little as possible. The retry finds a free slot, or the answer cached.
+        if (gates.full(caller)) {
+            const replies = busyReplies(message, 1);
+            if (replies !== null) {
+                gates.noteRefused(caller);
+                return sendJson(res, 200, replies);
+            }
         }
 
         const server = createServer(runtime.deps);
@@ -106,8 +209,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
             void transport.close();
             void server.close();
         });
-        await server.connect(transport);
-        await transport.handleRequest(req, res, message);
+        // The caller rides along to the upstream limiter: turns are taken per caller, and its uncached calls are capped.
+        await withCaller(gates.context(caller), async () => {
+            await server.connect(transport);
+            await transport.handleRequest(req, res, message);
+        });
     };
 
     const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ConcurrencyLimiter } from '../api/http.js';
+import type { AcquireOptions, ConcurrencyLimiter } from '../api/limiter.js';
 import { Script, type RedisLink } from './link.js';
 import { KEY_PREFIX } from './tier.js';
 
@@ -48,8 +48,8 @@ export class SharedBudget implements ConcurrencyLimiter {
         private readonly options: SharedBudgetOptions
     ) {}
 
-    async acquire(signal: AbortSignal): Promise<() => void> {
-        const releaseLocal = await this.local.acquire(signal);
+    async acquire(signal: AbortSignal, options?: AcquireOptions): Promise<() => void> {
+        const releaseLocal = await this.local.acquire(signal, options);
         let lease: string | null;
         try {
             lease = await this.lease(signal);

@@ -1,12 +1,13 @@
-import type { ConcurrencyLimiter } from '../api/http.js';
+import type { ConcurrencyLimiter } from '../api/limiter.js';
 import type { SharedTier } from '../cache/shared-tier.js';
 import type { Logger } from '../logger.js';
 import type { Redactor } from '../redact.js';
+import { RedisUsageLedger, type UsageLedger } from '../usage/redis-ledger.js';
 import { SharedBudget } from './budget.js';
-import { RedisLink, type RedisHealth } from './link.js';
+import { RedisLink, type HealthPolicy, type RedisHealth, type RedisStats } from './link.js';
 import { RedisTier } from './tier.js';
 
-export type { RedisHealth } from './link.js';
+export type { HealthPolicy, RedisHealth, RedisStats } from './link.js';
 
 /** What a replica shares with the others through Redis. */
 export interface SharedServices {
@@ -14,6 +15,10 @@ export interface SharedServices {
     /** Puts the deployment-wide upstream budget behind a replica's own limiter. */
     limiter(local: ConcurrencyLimiter): ConcurrencyLimiter;
     health(): RedisHealth;
+    /** Credits spent and cache savings, added up over every replica (`get_usage`). */
+    usage: UsageLedger;
+    /** Commands sent, timed out, and skipped while Redis was suspect. */
+    stats(): RedisStats;
     close(): Promise<void>;
 }
 
@@ -28,6 +33,8 @@ export interface RedisOptions {
     concurrency: number;
     /** How long one upstream attempt may take: a budget lease outlives it. */
     attemptTimeoutMs: number;
+    /** The health probe's timing and hysteresis; the defaults suit production, tests shorten them. */
+    health?: Partial<HealthPolicy>;
 }
 
 /**
@@ -38,12 +45,14 @@ export function connectRedis(options: RedisOptions): SharedServices {
     const url = new URL(options.url);
     // A password in the URL is a secret like an API key: any text that echoes it is scrubbed.
     if (url.password !== '') options.redactor.register(decodeURIComponent(url.password));
-    const link = new RedisLink(options.url, options.logger);
+    const link = new RedisLink(options.url, options.logger, options.health);
     const tier = new RedisTier(link, { staleMaxMs: options.staleMaxAgeSeconds * 1000, lockTtlMs: options.lockTtlMs });
     return {
         tier,
         limiter: local => new SharedBudget(link, local, { limit: options.concurrency, leaseMs: options.attemptTimeoutMs + 1_000 }),
         health: () => link.health(),
+        usage: new RedisUsageLedger(link),
+        stats: () => link.stats(),
         close: () => link.close()
     };
 }

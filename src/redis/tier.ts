@@ -104,8 +104,8 @@ export class RedisTier implements SharedTier {
                 const pipeline = client.pipeline();
                 for (const write of writes) pipeline.set(write.key, write.text, 'PX', write.keepMs);
                 const results = (await pipeline.exec()) ?? [];
-                const failed = results.find(([error]) => error !== null);
-                if (failed) throw failed[0];
+                const failed = results.find(([error]) => error !== null)?.[0];
+                if (failed) throw failed;
             }, undefined);
         }
         // After the writes: a replica that finds the lock gone then finds the value.

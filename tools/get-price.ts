@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { Alternative, Freshness, TokenRef, Unresolved, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
-import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
+import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { freshnessLine, table, usd } from './format.js';
 
 export const GetPriceInput = z.object({
@@ -35,10 +35,12 @@ export const getPrice = defineTool({
     inputSchema: GetPriceInput,
     outputSchema: GetPriceOutput,
     annotations: { title: 'Token prices', ...READ_ONLY_OPEN_WORLD },
-    async handler({ symbols }, { resolver, market }, signal) {
+    async handler({ symbols }, { resolver, market }, signal, progress = NO_PROGRESS) {
         const resolution = await resolver.resolve(symbols, signal);
+        progress(1, 2, `resolved ${resolution.resolved.length} of ${symbols.length} token(s)`);
         const ids = [...new Set(resolution.resolved.map(entry => entry.token.tokenId))];
         const quotes = ids.length > 0 ? await market.prices(ids, signal) : { data: [], fetchedAt: resolution.fetchedAt, staleAgeS: null };
+        progress(2, 2, `prices of ${ids.length} token(s) in hand`);
         const byId = new Map(quotes.data.map(quote => [quote.tokenId, quote]));
         const asOf = iso(quotes.fetchedAt);
         const unresolved = [...resolution.unresolved];

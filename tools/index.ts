@@ -2,13 +2,15 @@ import type { ToolDefinition } from './define.js';
 import { explainSignal } from './explain-signal.js';
 import { getGrades } from './get-grades.js';
 import { getPrice } from './get-price.js';
+import { getUsage } from './get-usage.js';
 import { listMoonshots } from './list-moonshots.js';
 
-export type { ToolDeps, ToolDefinition } from './define.js';
+export { NO_PROGRESS } from './define.js';
+export type { Progress, ToolDeps, ToolDefinition } from './define.js';
 
 /**
  * Every tool the server publishes, in the order clients list them. The cast widens each tool's own argument
  * type to the common one: the SDK has already validated arguments against the tool's schema before the handler
  * runs, so a handler never sees another tool's shape.
  */
-export const TOOLS: readonly ToolDefinition[] = [getPrice, getGrades, listMoonshots, explainSignal] as unknown as readonly ToolDefinition[];
+export const TOOLS: readonly ToolDefinition[] = [getPrice, getGrades, listMoonshots, explainSignal, getUsage] as unknown as readonly ToolDefinition[];

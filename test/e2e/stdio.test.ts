@@ -1,9 +1,9 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
 
@@ -32,13 +32,14 @@ afterAll(async () => {
 beforeEach(() => fake.reset());
 
 describe('the built server over stdio', () => {
-    it('lists the four tools with schemas and read-only annotations', async () => {
+    it('lists the five tools with schemas and read-only annotations', async () => {
         const { tools } = await client.listTools();
-        expect(tools.map(tool => tool.name)).toEqual(['get_price', 'get_grades', 'list_moonshots', 'explain_signal']);
+        expect(tools.map(tool => tool.name)).toEqual(['get_price', 'get_grades', 'list_moonshots', 'explain_signal', 'get_usage']);
         for (const tool of tools) {
             expect(tool.outputSchema?.type).toBe('object');
             expect(tool.inputSchema.type).toBe('object');
-            expect(tool.annotations).toMatchObject({ readOnlyHint: true, openWorldHint: true });
+            // get_usage reads local counters only: the one tool that does not reach the upstream.
+            expect(tool.annotations).toMatchObject({ readOnlyHint: true, openWorldHint: tool.name !== 'get_usage' });
             expect(tool.description).toMatch(/credit/);
         }
     });
@@ -84,7 +85,7 @@ describe('the built server when things go wrong', () => {
     it('starts without a key, lists its tools and explains how to set one', async () => {
         const keyless = await startServer({ TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: 'off' });
         try {
-            expect((await keyless.client.listTools()).tools).toHaveLength(4);
+            expect((await keyless.client.listTools()).tools).toHaveLength(5);
             const result = (await keyless.client.callTool({ name: 'get_grades', arguments: { symbol: 'SOL' } })) as CallToolResult;
             expect(result.isError).toBe(true);
             expect(text(result)).toMatch(/No Token Metrics API key is configured.*TOKEN_METRICS_API_KEY/s);
@@ -152,12 +153,38 @@ describe('the persistent cache across restarts', () => {
             expect(fake.count()).toBe(paid);
             await second.server.close();
 
-            writeFileSync(join(dir, readdirSync(dir).find(name => name.endsWith('.json'))!), '{"version":1,"entries":[{"key":');
+            // The first process compacted its journal into the snapshot at exit: corrupt that.
+            writeFileSync(join(dir, readdirSync(dir).find(name => name.endsWith('.snapshot.jsonl'))!), '{"version":1,"entries":[{"key":');
             const third = await startServer(env);
             const afterCorruption = (await third.client.callTool({ name: 'get_price', arguments: { symbols: ['BTC'] } })) as CallToolResult;
             expect(afterCorruption.isError).toBeFalsy();
             expect(third.server.stderr).toMatch(/"level":"warn"/);
             await third.server.close();
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it('keeps the entries of two processes sharing the directory, one of them killed, for a third to answer from', async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'crypto-intel-shared-'));
+        const env = { TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: dir };
+        const grades = { name: 'get_grades', arguments: { symbol: 'ETH' } };
+        const prices = { name: 'get_price', arguments: { symbols: ['SOL', 'PEPE'] } };
+        try {
+            const [a, b] = await Promise.all([startServer(env), startServer(env)]);
+            await Promise.all([a.client.callTool(grades), b.client.callTool(prices)]);
+            // b dies without closing, once its journal holds the answer (appended within a second of the call).
+            const journalHolds = (key: string) => readdirSync(dir).some(name => name.includes('.journal-') && readFileSync(join(dir, name), 'utf8').includes(key));
+            await vi.waitFor(() => expect(journalHolds('"price:3988"')).toBe(true), { timeout: 5_000 });
+            b.server.signal('SIGKILL');
+            a.server.signal('SIGTERM');
+            await Promise.all([a.server.waitForExit(), b.server.waitForExit()]);
+            const paid = fake.count();
+
+            const c = await startServer(env);
+            for (const question of [grades, prices]) expect(((await c.client.callTool(question)) as CallToolResult).isError).toBeFalsy();
+            expect(fake.count()).toBe(paid);
+            await c.server.close();
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }

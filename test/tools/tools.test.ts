@@ -32,7 +32,7 @@ describe('tool definitions', () => {
         for (const tool of tools) {
             await expect(JSON.stringify(tool, null, 2)).toMatchFileSnapshot(`../__snapshots__/tools/${tool.name}.json`);
         }
-        expect(tools).toHaveLength(4);
+        expect(tools).toHaveLength(5);
     });
 });
 
@@ -283,7 +283,7 @@ describe('failures become isError results and the server keeps serving', () => {
             expect(result.isError).toBe(true);
             expect(textOf(result)).toMatch(/TOKEN_METRICS_API_KEY.*TOKEN_METRICS_API_KEYS.*TOKEN_METRICS_API_KEY_FILE/);
             expect(fake.count()).toBe(0);
-            expect((await keyless.client.listTools()).tools).toHaveLength(4);
+            expect((await keyless.client.listTools()).tools).toHaveLength(5);
         } finally {
             await keyless.close();
         }

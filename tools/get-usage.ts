@@ -1,0 +1,159 @@
+import * as z from 'zod';
+import type { KeyUsage, UsageReport } from '../src/usage/tracker.js';
+import { iso } from './common.js';
+import { defineTool } from './define.js';
+import { age, utc } from './format.js';
+
+export const GetUsageInput = z.object({});
+
+const KeyRow = z.object({
+    fingerprint: z.string().describe('The key as logs show it, e.g. "tm-…9f2c"; never the key itself.'),
+    state: z
+        .enum(['serving', 'rejected', 'rate_limited', 'quota_used_up', 'removed'])
+        .describe(
+            'rejected: the upstream refused it (401/403), set aside until the key file changes or a restart; removed: no longer configured.'
+        ),
+    since: z.string().nullable().describe('rejected: when (ISO 8601, UTC).'),
+    until: z.string().nullable().describe('rate_limited, quota_used_up: when it is tried again (ISO 8601, UTC).'),
+    not_in_plan: z.array(z.string()).describe('Endpoints that answered "not in your plan" (403) for this key.'),
+    credits_today: z.number(),
+    credits_month: z.number(),
+    last_success: z.string().nullable().describe('Its last successful upstream answer (ISO 8601, UTC).')
+});
+
+export const GetUsageOutput = z.object({
+    month: z.string().describe('The calendar month counted, YYYY-MM (UTC).'),
+    day: z.string().describe('The day counted, YYYY-MM-DD (UTC).'),
+    credits_today: z.number().describe('Upstream requests answered today, all keys: one credit each.'),
+    credits_month: z.number(),
+    monthly_credits: z.number().nullable().describe('CRYPTO_INTEL_MONTHLY_CREDITS; null when not set.'),
+    quota_used_pct: z.number().nullable(),
+    quota_warnings: z.array(z.number()).describe('Thresholds reached this month: 80 and/or 95 (percent of monthly_credits).'),
+    keys: z.array(KeyRow),
+    cache: z.object({
+        answers_from_cache: z.number().describe('Answers (per token and endpoint) served from the cache this month.'),
+        shared_in_flight: z.number().describe('Answers that joined an upstream request already in flight.'),
+        credits_saved: z.number().describe('Credits those answers saved (one upstream request can cover many tokens).'),
+        stale_served: z.number().describe('Expired answers served because the upstream failed.')
+    }),
+    latency_last_hour: z.object({ answers: z.number(), p50_ms: z.number().nullable(), p95_ms: z.number().nullable() }),
+    endpoints: z
+        .array(z.object({ endpoint: z.string(), last_answer_at: z.string(), age_s: z.number() }))
+        .describe('The newest upstream answer per endpoint in this process: how old the freshest data of each kind is.'),
+    storage: z
+        .enum(['redis', 'file', 'memory'])
+        .describe(
+            'redis: all replicas of a team deployment together; file: kept in the cache directory across restarts; memory: since this start only.'
+        ),
+    shared: z.boolean().describe("false when Redis could not be read: the figures are then this replica's only."),
+    as_of: z.string()
+});
+
+const count = (value: number): string => value.toLocaleString('en-US');
+const credits = (value: number): string => `${count(value)} credit${value === 1 ? '' : 's'}`;
+
+function keyLine(key: KeyUsage, now: number): string {
+    const state =
+        key.state === 'rejected'
+            ? `set aside${key.since === null ? '' : ` since ${utc(key.since)}`}: the upstream rejected it`
+            : key.state === 'rate_limited'
+              ? `rate-limited until ${utc(key.until!)}`
+              : key.state === 'quota_used_up'
+                ? `quota used up, tried again ${utc(key.until!)}`
+                : key.state === 'removed'
+                  ? 'no longer configured'
+                  : 'serving';
+    const plan = key.notInPlan.length > 0 ? `; not in plan: ${key.notInPlan.join(', ')}` : '';
+    const last = key.lastSuccess === null ? 'no success yet' : `last success ${age(Math.max(0, (now - key.lastSuccess) / 1000))} ago`;
+    return `Key ${key.fingerprint}: ${state}${plan}; ${credits(key.creditsMonth)} this month (${count(key.creditsToday)} today), ${last}.`;
+}
+
+/** A few lines a user can read in chat. */
+export function renderUsage(report: UsageReport): string {
+    const lines: string[] = [];
+    const quota =
+        report.monthlyCredits === null
+            ? credits(report.creditsMonth)
+            : `${count(report.creditsMonth)} of ${credits(report.monthlyCredits)} (${report.quotaUsedPct}%)`;
+    lines.push(`This month (${report.month}, UTC): ${quota} spent through this server, ${count(report.creditsToday)} today.`);
+    const reached = report.quotaThresholdsReached.at(-1);
+    if (reached !== undefined) lines.push(`WARNING: over ${reached}% of the monthly credits are used.`);
+    const { cache } = report;
+    lines.push(
+        `Cache: ${count(cache.answersFromCache + cache.sharedInFlight)} answers without a new upstream request saved ${credits(cache.creditsSaved)}; ` +
+            `${count(cache.staleServed)} stale answers served while the upstream failed.`
+    );
+    if (report.keys.length === 0) lines.push('No API key configured.');
+    for (const key of report.keys) lines.push(keyLine(key, report.now));
+    const { latency } = report;
+    lines.push(
+        latency.samples === 0
+            ? 'Upstream latency: no upstream answer in the last hour.'
+            : `Upstream latency, last hour: p50 ${latency.p50Ms} ms, p95 ${latency.p95Ms} ms (${count(latency.samples)} answers).`
+    );
+    if (report.endpoints.length > 0) {
+        const ages = report.endpoints.map(entry => `${entry.endpoint} ${age(Math.max(0, (report.now - entry.lastAnswerAt) / 1000))}`);
+        lines.push(`Newest data fetched: ${ages.join(', ')} ago.`);
+    }
+    if (report.storage === 'memory') lines.push('(Counted since this start: the cache directory is off.)');
+    if (!report.shared) lines.push("(Redis unreachable: this replica's figures only.)");
+    if (report.storage === 'redis' && report.shared) lines.push('(All replicas together, kept in Redis.)');
+    return lines.join('\n');
+}
+
+export const getUsage = defineTool({
+    name: 'get_usage',
+    title: 'Credits used and key health',
+    description:
+        "Token Metrics credits spent through this server today and this month (UTC) per API key, what the cache saved, each key's state " +
+        '(serving, rejected, rate-limited, quota used up) and upstream latency. Costs no credit: it reads local counters only. ' +
+        'Use for "how many credits have I used?" or "is my key working?".',
+    inputSchema: GetUsageInput,
+    outputSchema: GetUsageOutput,
+    annotations: {
+        title: 'Credits used and key health',
+        readOnlyHint: true,
+        destructiveHint: false,
+        idempotentHint: true,
+        openWorldHint: false
+    },
+    async handler(_args, { usage }) {
+        if (usage === undefined) throw new Error('usage figures are not collected in this server');
+        const report = await usage.report();
+        const structured = {
+            month: report.month,
+            day: report.day,
+            credits_today: report.creditsToday,
+            credits_month: report.creditsMonth,
+            monthly_credits: report.monthlyCredits,
+            quota_used_pct: report.quotaUsedPct,
+            quota_warnings: report.quotaThresholdsReached,
+            keys: report.keys.map(key => ({
+                fingerprint: key.fingerprint,
+                state: key.state,
+                since: key.since === null ? null : iso(key.since),
+                until: key.until === null ? null : iso(key.until),
+                not_in_plan: key.notInPlan,
+                credits_today: key.creditsToday,
+                credits_month: key.creditsMonth,
+                last_success: key.lastSuccess === null ? null : iso(key.lastSuccess)
+            })),
+            cache: {
+                answers_from_cache: report.cache.answersFromCache,
+                shared_in_flight: report.cache.sharedInFlight,
+                credits_saved: report.cache.creditsSaved,
+                stale_served: report.cache.staleServed
+            },
+            latency_last_hour: { answers: report.latency.samples, p50_ms: report.latency.p50Ms, p95_ms: report.latency.p95Ms },
+            endpoints: report.endpoints.map(entry => ({
+                endpoint: entry.endpoint,
+                last_answer_at: iso(entry.lastAnswerAt),
+                age_s: Math.max(0, Math.round((report.now - entry.lastAnswerAt) / 1000))
+            })),
+            storage: report.storage,
+            shared: report.shared,
+            as_of: iso(report.now)
+        };
+        return { structured, text: renderUsage(report) };
+    }
+});

@@ -9,6 +9,7 @@ import { systemClock } from '../src/clock.js';
 import { FakeUpstream, type FakeCall } from '../test/fake-upstream/index.js';
 import { inProcessServer } from '../test/helpers/in-process.js';
 import { startServer, type ServerProcess } from '../test/helpers/server-process.js';
+import { formatCacheBench, runCacheBench } from './cache.js';
 import { formatHttpBench, runHttpBench } from './http.js';
 import { SESSION, type Question } from './session.js';
 import { median, percentile, round } from './stats.js';
@@ -168,6 +169,7 @@ async function main(): Promise<void> {
         fake.latencyMs = 0;
         const startup = await startupTimes(fake);
         const http = await runHttpBench({ fake, log: line => process.stderr.write(`${line}\n`) });
+        const persistentCache = await runCacheBench(fake);
 
         const questions: QuestionFigures[] = SESSION.map((question, i) => ({
             ask: question.ask,
@@ -206,7 +208,8 @@ async function main(): Promise<void> {
             toolDefinitionsModelBytes: Buffer.byteLength(
                 JSON.stringify(definitions.tools.map(tool => ({ name: tool.name, description: tool.description, inputSchema: tool.inputSchema })))
             ),
-            http
+            http,
+            persistentCache
         };
 
         const lines = [
@@ -234,6 +237,8 @@ async function main(): Promise<void> {
             `warm call in process          median ${summary.warmInProcess.medianMs} ms, p95 ${summary.warmInProcess.p95Ms} ms (server overhead without stdio)`,
             `start-up to tools/list        median ${summary.startup.medianMs} ms, p95 ${summary.startup.p95Ms} ms over ${summary.startup.starts} starts`,
             `tool definitions              ${summary.toolDefinitionsBytes} bytes in tools/list, ${summary.toolDefinitionsModelBytes} of them name, description and input schema (what a model reads)`,
+            '',
+            formatCacheBench(persistentCache),
             '',
             formatHttpBench(http)
         ];

@@ -1,4 +1,5 @@
 import { TokenMetricsClient } from './api/client.js';
+import { FileAuditLog } from './audit/audit-log.js';
 import type { DriftStats } from './api/drift.js';
 import { Semaphore, UpstreamHttp } from './api/http.js';
 import { createMarketService } from './cache/index.js';
@@ -9,8 +10,10 @@ import { KeyManager } from './keys/manager.js';
 import type { Logger } from './logger.js';
 import type { Redactor } from './redact.js';
 import type { RedisHealth, SharedServices } from './redis/index.js';
+import { CompletionDirectory, SymbolCompleter } from './prompts/index.js';
 import { TokenResolver } from './resolve/resolver.js';
 import type { ServerDeps } from './server.js';
+import { UsageTracker } from './usage/tracker.js';
 
 /** What every runtime is built from; `shared` joins a team deployment's Redis. */
 export interface RuntimeBase {
@@ -25,6 +28,8 @@ export interface Runtime {
     deps: ServerDeps;
     keys: KeyManager;
     market: MarketService;
+    /** Credits spent per key, cache savings, key health (`get_usage`). */
+    usage: UsageTracker;
     /** Redis's state, or `null` when the deployment has none. */
     redis(): RedisHealth | null;
     /** Upstream fields of the wrong kind and rows dropped since start-up: the format drift the answers survived. */
@@ -35,13 +40,34 @@ export interface Runtime {
 /** Composition root: the only place that wires modules together. */
 export function createRuntime(config: Config, base: RuntimeBase): Runtime {
     const { clock, logger, redactor, shared } = base;
-    const keys = new KeyManager({ envKeys: config.apiKeys, keyFile: config.apiKeyFile, redactor, logger, clock });
+    const keys = new KeyManager({
+        envKeys: config.apiKeys,
+        keyFile: config.apiKeyFile,
+        redactor,
+        logger,
+        clock,
+        allowSharedKeyFile: config.allowSharedKeyFile,
+        ...(config.auditLog === null
+            ? {}
+            : { audit: new FileAuditLog({ path: config.auditLog, logger, scrub: text => redactor.scrub(text) }) })
+    });
+    const usage = new UsageTracker({
+        clock,
+        logger,
+        cacheDir: config.cacheDir,
+        monthlyCredits: config.monthlyCredits,
+        keyStats: () => keys.stats(),
+        cacheStats: () => market.stats(),
+        ...(shared ? { ledger: shared.usage } : {})
+    });
     const http = new UpstreamHttp(
         {
+            onAttempt: attempt => usage.record(attempt),
             baseUrl: config.baseUrl,
             attemptTimeoutMs: config.upstream.attemptTimeoutMs,
             deadlineMs: config.upstream.deadlineMs,
             concurrency: config.upstream.concurrency,
+            maxBodyBytes: config.upstream.maxBodyBytes,
             retry: { maxRetries: config.upstream.maxRetries },
             ...(shared ? { limiter: shared.limiter(new Semaphore(config.upstream.concurrency)) } : {})
         },
@@ -61,17 +87,25 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         cacheDir: config.cacheDir,
         ...(shared ? { shared: shared.tier } : {})
     });
-    const resolver = new TokenResolver(market);
+    const directory = new CompletionDirectory();
+    const resolver = new TokenResolver(market, directory);
+    const symbols = new SymbolCompleter({
+        known: () => directory.all(),
+        page: (page, signal) => client.tokenDirectory(page, signal),
+        logger
+    });
     let closing: Promise<void> | undefined;
     return {
-        deps: { market, resolver, clock, logger, redactor, callDeadlineMs: config.upstream.deadlineMs },
+        deps: { market, resolver, clock, logger, redactor, callDeadlineMs: config.upstream.deadlineMs, usage, symbols },
         keys,
         market,
+        usage,
         redis: () => shared?.health() ?? null,
         drift: () => client.drift.stats(),
         close: () =>
             (closing ??= (async () => {
                 await market.close();
+                await usage.close();
                 keys.close();
                 await http.close();
                 await shared?.close();

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import * as z from 'zod';
@@ -18,14 +18,27 @@ export interface HttpConfig {
     allowedHosts: string[];
     /** `CRYPTO_INTEL_HTTP_ALLOWED_HOSTS=*`: any Host and Origin (for a proxy that rewrites them; tokens still apply). */
     allowAnyHost: boolean;
-    /** Requests per minute per token (per client address without tokens); 0 turns the limit off. */
+    /** Tool calls per minute per token (per client address without tokens), each batch element counted; 0 turns the limit off. */
     ratePerMin: number;
+    /** Uncached tool calls one token (or address) may have under way at once; the excess is answered "busy". 0: no cap. */
+    maxConcurrentCalls: number;
+    /** Failed bearer attempts per minute per client address before its requests get 429; 0 turns the limit off. */
+    authFailuresPerMin: number;
+    /**
+     * The tokens file's permission bits, `null` without a file. One that group or others can read is refused at
+     * start-up unless `CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1`, and then warned about.
+     */
+    tokensFileMode: number | null;
 }
 
 export interface Config {
     /** Keys from TOKEN_METRICS_API_KEY then TOKEN_METRICS_API_KEYS, in order, trimmed, de-duplicated. */
     apiKeys: string[];
     apiKeyFile: string | null;
+    /** `CRYPTO_INTEL_ALLOW_SHARED_KEY_FILE=1`: use a key file that group or others can read instead of refusing it. */
+    allowSharedKeyFile: boolean;
+    /** The key events' audit trail (`CRYPTO_INTEL_AUDIT_LOG`): `<cacheDir>/audit.log` by default, `null` when off. */
+    auditLog: string | null;
     baseUrl: string;
     /** `null` when the persistent cache is off. */
     cacheDir: string | null;
@@ -38,6 +51,8 @@ export interface Config {
         maxRetries: number;
         /** Upstream requests in flight at once, to protect the per-minute quota. */
         concurrency: number;
+        /** Largest upstream body read (`CRYPTO_INTEL_MAX_BODY_BYTES`); a larger answer is an error, not retried. */
+        maxBodyBytes: number;
     };
     cache: {
         ttlSeconds: Partial<Record<TtlEndpoint, number>>;
@@ -49,13 +64,21 @@ export interface Config {
     http: HttpConfig;
     /** The shared cache tier and upstream budget of a team deployment; `null` keeps everything in process. */
     redisUrl: string | null;
+    /** The plan's monthly credits (`CRYPTO_INTEL_MONTHLY_CREDITS`), for the 80% and 95% warnings; `null` when not set. */
+    monthlyCredits: number | null;
 }
 
 /** `doctor` checks the upstream with the user's keys and exits; its `config` is read exactly as the server's. */
-export type CliCommand = { kind: 'run'; config: Config } | { kind: 'doctor'; config: Config } | { kind: 'help' } | { kind: 'version' };
+export type CliCommand =
+    | { kind: 'run'; config: Config }
+    | { kind: 'doctor'; config: Config }
+    /** `keys` prints the keys' state for a person: no network, no credit. */
+    | { kind: 'keys'; config: Config }
+    | { kind: 'help' }
+    | { kind: 'version' };
 
 /** Subcommands: the first word of the command line, before any option. */
-export const COMMANDS = ['doctor'] as const;
+export const COMMANDS = ['doctor', 'keys'] as const;
 
 /** A configuration mistake: the CLI prints `message` as one line and exits with code 2. */
 export class ConfigError extends Error {
@@ -196,12 +219,24 @@ export function isLoopbackHost(host: string): boolean {
     return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
-function parseTokens(env: NodeJS.ProcessEnv): string[] {
+function parseTokens(env: NodeJS.ProcessEnv): { tokens: string[]; fileMode: number | null } {
     const tokens = splitList(env.CRYPTO_INTEL_HTTP_TOKENS);
     const file = nonEmpty(env.CRYPTO_INTEL_HTTP_TOKENS_FILE);
+    let fileMode: number | null = null;
     if (file !== undefined) {
         let text: string;
         try {
+            // A FIFO or a device would block start-up or never end: only a regular file is read, as the key file.
+            const stat = statSync(file);
+            if (!stat.isFile()) throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE is not a regular file: "${file}"`);
+            fileMode = stat.mode & 0o777;
+            // As the API key file: the tokens are secrets, so a file other users can read is refused unless intended.
+            if ((fileMode & 0o077) !== 0 && process.platform !== 'win32' && !parseSwitch('CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE', env.CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE)) {
+                throw new ConfigError(
+                    `CRYPTO_INTEL_HTTP_TOKENS_FILE "${file}" is readable by other users (mode ${fileMode.toString(8).padStart(3, '0')}): refused. ` +
+                        `Fix it with: chmod 600 '${file.replace(/'/g, "'\\''")}' (or set CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1 to use it anyway)`
+                );
+            }
             const buffer = readFileSync(file);
             if (buffer.length > MAX_TOKENS_FILE_BYTES) {
                 throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE is over ${MAX_TOKENS_FILE_BYTES} bytes: is "${file}" the right file?`);
@@ -226,7 +261,7 @@ function parseTokens(env: NodeJS.ProcessEnv): string[] {
         }
         if (/\s/.test(token)) throw new ConfigError(`HTTP token #${index + 1} contains whitespace`);
     }
-    return [...new Set(tokens)];
+    return { tokens: [...new Set(tokens)], fileMode };
 }
 
 function parseHttp(env: NodeJS.ProcessEnv, flags: Flags): HttpConfig {
@@ -235,7 +270,7 @@ function parseHttp(env: NodeJS.ProcessEnv, flags: Flags): HttpConfig {
     const host = flags.host ?? nonEmpty(env.CRYPTO_INTEL_HTTP_HOST) ?? DEFAULT_HTTP_HOST;
     const hostSource = flags.host !== undefined ? '--host' : 'CRYPTO_INTEL_HTTP_HOST';
     if (!/^[A-Za-z0-9.:[\]_-]+$/.test(host)) throw new ConfigError(`${hostSource} is not a host name or address: "${host}"`);
-    const tokens = parseTokens(env);
+    const { tokens, fileMode } = parseTokens(env);
     if (!isLoopbackHost(host) && tokens.length === 0) {
         throw new ConfigError(
             `refusing to serve on non-loopback host ${host} without access tokens: ` +
@@ -249,8 +284,37 @@ function parseHttp(env: NodeJS.ProcessEnv, flags: Flags): HttpConfig {
         tokens,
         allowedHosts: allowed.filter(name => name !== '*'),
         allowAnyHost: allowed.includes('*'),
-        ratePerMin: parse(intIn('CRYPTO_INTEL_HTTP_RATE_PER_MIN', 0, 1_000_000), nonEmpty(env.CRYPTO_INTEL_HTTP_RATE_PER_MIN) ?? 600)
+        ratePerMin: parse(intIn('CRYPTO_INTEL_HTTP_RATE_PER_MIN', 0, 1_000_000), nonEmpty(env.CRYPTO_INTEL_HTTP_RATE_PER_MIN) ?? 600),
+        maxConcurrentCalls: parse(intIn('CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS', 0, 10_000), nonEmpty(env.CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS) ?? 8),
+        authFailuresPerMin: parse(intIn('CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN', 0, 100_000), nonEmpty(env.CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN) ?? 10),
+        tokensFileMode: fileMode
     };
+}
+
+/**
+ * The Claude Desktop bundle maps optional settings to variables with `${user_config.name}`; some client versions pass
+ * a setting the user left empty as that placeholder, unresolved (modelcontextprotocol/mcpb#250, #251). Such a value
+ * means "not set": a literal placeholder must neither be read as an API key nor fail a number's check.
+ */
+function withoutUnfilledPlaceholders(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+    const placeholder = /^\$\{user_config\.[A-Za-z0-9_]+\}$/;
+    if (!Object.values(env).some(value => value !== undefined && placeholder.test(value.trim()))) return env;
+    return Object.fromEntries(Object.entries(env).filter(([, value]) => value === undefined || !placeholder.test(value.trim())));
+}
+
+/** `1`/`true`/`yes` or `0`/`false`/`no` (any case); unset is off. */
+function parseSwitch(name: string, raw: string | undefined): boolean {
+    const value = nonEmpty(raw)?.toLowerCase();
+    if (value === undefined || value === '0' || value === 'false' || value === 'no') return false;
+    if (value === '1' || value === 'true' || value === 'yes') return true;
+    throw new ConfigError(`${name} must be 1 or 0, got "${raw}"`);
+}
+
+/** `CRYPTO_INTEL_AUDIT_LOG`: a file path, or `off`; unset means `audit.log` in the cache directory (none when the cache is off). */
+function parseAuditLog(raw: string | undefined, cacheDir: string | null): string | null {
+    const value = nonEmpty(raw);
+    if (value === undefined) return cacheDir === null ? null : join(cacheDir, 'audit.log');
+    return value.toLowerCase() === 'off' ? null : value;
 }
 
 function parseRedisUrl(raw: string | undefined): string | null {
@@ -276,32 +340,45 @@ function parseRedisUrl(raw: string | undefined): string | null {
  * Throws `ConfigError` with a one-line message on any bad value.
  */
 export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): CliCommand {
+    env = withoutUnfilledPlaceholders(env);
     const [first, ...rest] = argv;
     const doctor = first === 'doctor';
-    if (first !== undefined && !doctor && !first.startsWith('-')) {
-        throw new ConfigError(`unknown command "${first}" (the only command is ${COMMANDS.join(', ')}; see --help)`);
+    const keysCommand = first === 'keys';
+    const subcommand = doctor || keysCommand;
+    if (first !== undefined && !subcommand && !first.startsWith('-')) {
+        throw new ConfigError(`unknown command "${first}" (the commands are ${COMMANDS.join(', ')}; see --help)`);
     }
     if (doctor && rest.some(arg => /^--(?:http|port|host)(?:=|$)/.test(arg))) {
         throw new ConfigError('doctor takes no --http, --port or --host: it calls the Token Metrics API directly');
     }
-    const flags = parseFlags(doctor ? rest : argv);
+    if (keysCommand && rest.some(arg => /^--(?:http|port|host)(?:=|$)/.test(arg))) {
+        throw new ConfigError('keys takes no --http, --port or --host: it reads the key configuration and makes no call');
+    }
+    const flags = parseFlags(subcommand ? rest : argv);
     if (flags.help) return { kind: 'help' };
     if (flags.version) return { kind: 'version' };
 
     const apiKeys = [...new Set([...splitList(env.TOKEN_METRICS_API_KEY), ...splitList(env.TOKEN_METRICS_API_KEYS)])];
     const cacheDirRaw = nonEmpty(env.CRYPTO_INTEL_CACHE_DIR);
+    const cacheDir = cacheDirRaw?.toLowerCase() === 'off' ? null : (cacheDirRaw ?? defaultCacheDir(env));
     const config: Config = {
         apiKeys,
         apiKeyFile: nonEmpty(env.TOKEN_METRICS_API_KEY_FILE) ?? null,
+        allowSharedKeyFile: parseSwitch('CRYPTO_INTEL_ALLOW_SHARED_KEY_FILE', env.CRYPTO_INTEL_ALLOW_SHARED_KEY_FILE),
+        auditLog: parseAuditLog(env.CRYPTO_INTEL_AUDIT_LOG, cacheDir),
         baseUrl: parseBaseUrl(env.TOKEN_METRICS_BASE_URL),
-        cacheDir: cacheDirRaw?.toLowerCase() === 'off' ? null : (cacheDirRaw ?? defaultCacheDir(env)),
+        cacheDir,
         // doctor prints a report for a person on stdout: its stderr stays quiet (warnings only) unless asked for more.
-        logLevel: doctor && nonEmpty(env.CRYPTO_INTEL_LOG_LEVEL) === undefined ? 'warn' : parseLogLevel(env.CRYPTO_INTEL_LOG_LEVEL),
+        logLevel: subcommand && nonEmpty(env.CRYPTO_INTEL_LOG_LEVEL) === undefined ? 'warn' : parseLogLevel(env.CRYPTO_INTEL_LOG_LEVEL),
         upstream: {
             attemptTimeoutMs: parse(intIn('CRYPTO_INTEL_TIMEOUT_MS', 100, 120_000), env.CRYPTO_INTEL_TIMEOUT_MS ?? 10_000),
             deadlineMs: parse(intIn('CRYPTO_INTEL_DEADLINE_MS', 100, 300_000), env.CRYPTO_INTEL_DEADLINE_MS ?? 25_000),
             maxRetries: parse(intIn('CRYPTO_INTEL_MAX_RETRIES', 0, 10), env.CRYPTO_INTEL_MAX_RETRIES ?? 3),
-            concurrency: parse(intIn('CRYPTO_INTEL_UPSTREAM_CONCURRENCY', 1, 64), env.CRYPTO_INTEL_UPSTREAM_CONCURRENCY ?? 4)
+            concurrency: parse(intIn('CRYPTO_INTEL_UPSTREAM_CONCURRENCY', 1, 64), env.CRYPTO_INTEL_UPSTREAM_CONCURRENCY ?? 4),
+            maxBodyBytes: parse(
+                intIn('CRYPTO_INTEL_MAX_BODY_BYTES', 64 * 1024, 1024 * 1024 * 1024),
+                nonEmpty(env.CRYPTO_INTEL_MAX_BODY_BYTES) ?? 8 * 1024 * 1024
+            )
         },
         cache: {
             ttlSeconds: parseTtls(env.CRYPTO_INTEL_CACHE_TTLS),
@@ -313,11 +390,25 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
         // Only checked in HTTP mode: a stdio server must not fail over a variable it never uses.
         http: flags.http
             ? parseHttp(env, flags)
-            : { port: DEFAULT_HTTP_PORT, host: DEFAULT_HTTP_HOST, tokens: [], allowedHosts: [], allowAnyHost: false, ratePerMin: 600 },
-        redisUrl: parseRedisUrl(env.CRYPTO_INTEL_REDIS_URL)
+            : {
+                  port: DEFAULT_HTTP_PORT,
+                  host: DEFAULT_HTTP_HOST,
+                  tokens: [],
+                  allowedHosts: [],
+                  allowAnyHost: false,
+                  ratePerMin: 600,
+                  maxConcurrentCalls: 8,
+                  authFailuresPerMin: 10,
+                  tokensFileMode: null
+              },
+        redisUrl: parseRedisUrl(env.CRYPTO_INTEL_REDIS_URL),
+        monthlyCredits:
+            nonEmpty(env.CRYPTO_INTEL_MONTHLY_CREDITS) === undefined
+                ? null
+                : parse(intIn('CRYPTO_INTEL_MONTHLY_CREDITS', 1, 1_000_000_000), nonEmpty(env.CRYPTO_INTEL_MONTHLY_CREDITS))
     };
     if (config.upstream.attemptTimeoutMs > config.upstream.deadlineMs) {
         throw new ConfigError('CRYPTO_INTEL_TIMEOUT_MS must not exceed CRYPTO_INTEL_DEADLINE_MS');
     }
-    return doctor ? { kind: 'doctor', config } : { kind: 'run', config };
+    return doctor ? { kind: 'doctor', config } : keysCommand ? { kind: 'keys', config } : { kind: 'run', config };
 }

@@ -296,13 +296,22 @@ export async function doctorCommand(config: Config, io: DoctorIo = stdoutIo): Pr
         io.write(NO_KEY);
         return 2;
     }
-    const keys = new KeyManager({ envKeys: config.apiKeys, keyFile: config.apiKeyFile, redactor, logger, clock, watch: false });
+    const keys = new KeyManager({
+        envKeys: config.apiKeys,
+        keyFile: config.apiKeyFile,
+        redactor,
+        logger,
+        clock,
+        watch: false,
+        allowSharedKeyFile: config.allowSharedKeyFile
+    });
     const http = new UpstreamHttp(
         {
             baseUrl: config.baseUrl,
             attemptTimeoutMs: config.upstream.attemptTimeoutMs,
             deadlineMs: config.upstream.deadlineMs,
             concurrency: config.upstream.concurrency,
+            maxBodyBytes: config.upstream.maxBodyBytes,
             retry: { maxRetries: config.upstream.maxRetries }
         },
         keys,

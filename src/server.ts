@@ -1,7 +1,18 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { TOOLS, type ToolDefinition, type ToolDeps } from '../tools/index.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+    SetLevelRequestSchema,
+    type CallToolResult,
+    type LoggingLevel,
+    type ServerNotification,
+    type ServerRequest
+} from '@modelcontextprotocol/sdk/types.js';
+import { NO_PROGRESS, TOOLS, type Progress, type ToolDefinition, type ToolDeps } from '../tools/index.js';
 import { isUpstreamError, upstreamTimeout } from './api/errors.js';
+import { inToolCall, refusalOf } from './api/limiter.js';
+import type { LogLevel, StderrLogger } from './logger.js';
+import { registerPrompts, type SymbolCompleter } from './prompts/index.js';
 import type { Redactor } from './redact.js';
 import { VERSION } from './version.js';
 
@@ -12,13 +23,18 @@ export interface ServerDeps extends ToolDeps {
      * lookup, data), each with its own deadline; the model is waiting for the sum, so the sum is bounded too.
      */
     callDeadlineMs: number;
+    /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
+    symbols?: SymbolCompleter;
 }
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 const INSTRUCTIONS =
     'Crypto market intelligence from the Token Metrics Data API. get_price: USD prices for up to 25 tokens at once. ' +
     "get_grades: a token's AI trader/investor/TM grades. list_moonshots: high-risk small-cap picks. " +
     'explain_signal: why a token is bullish or bearish, with evidence. Each upstream call costs the user one credit: ' +
-    'ask for several prices in one get_price call rather than one call per token. Nothing here is investment advice.';
+    'ask for several prices in one get_price call rather than one call per token. get_usage (free): credits used, cache savings, key health. ' +
+    'Nothing here is investment advice.';
 
 /**
  * Any failure becomes a tool result with `isError: true` whose text says what happened and what to do.
@@ -28,7 +44,9 @@ export function toolErrorResult(tool: string, error: unknown, deps: Pick<ServerD
     let text: string;
     if (isUpstreamError(error)) {
         text = error.userMessage;
-        deps.logger.info('tool call failed', { tool, code: error.code, endpoint: error.endpoint ?? null });
+        // "Busy" is load shedding at work, one line per refused call in a flood: debug only (the HTTP layer sums them up).
+        if (refusalOf(error) === 'busy') deps.logger.debug('tool call answered busy', { tool });
+        else deps.logger.info('tool call failed', { tool, code: error.code, endpoint: error.endpoint ?? null });
     } else {
         const message = error instanceof Error ? error.message : String(error);
         deps.logger.error('tool call crashed', { tool, error: message, stack: error instanceof Error ? (error.stack ?? null) : null });
@@ -41,11 +59,19 @@ function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): vo
     server.registerTool(
         tool.name,
         { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, outputSchema: tool.outputSchema, annotations: tool.annotations },
-        async (args: unknown, extra: { signal: AbortSignal }): Promise<CallToolResult> => {
+        async (args: unknown, extra: Extra): Promise<CallToolResult> => {
             const deadline = AbortSignal.timeout(deps.callDeadlineMs);
+            const { progress, sent } = progressFor(extra);
             try {
-                const { structured, text } = await tool.handler(args as never, deps, AbortSignal.any([extra.signal, deadline]));
-                return { content: [{ type: 'text', text: deps.redactor.scrub(text) }], structuredContent: structured as Record<string, unknown> };
+                // In a call scope: the upstream limiter knows this call's deadline, and the caller's share it takes is given back at the end.
+                const { structured, text } = await inToolCall(deps.callDeadlineMs, () => tool.handler(args as never, deps, AbortSignal.any([extra.signal, deadline]), progress));
+                // Progress goes out before the result it announces.
+                await sent();
+                // Both forms leave scrubbed: a key (or a piece of one) in an upstream string must reach neither.
+                return {
+                    content: [{ type: 'text', text: deps.redactor.scrub(text) }],
+                    structuredContent: deps.redactor.scrubDeep(structured)
+                };
             } catch (error) {
                 const timedOut = deadline.aborted && !extra.signal.aborted;
                 return toolErrorResult(tool.name, timedOut ? upstreamTimeout(deps.callDeadlineMs) : error, deps);
@@ -54,12 +80,81 @@ function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): vo
     );
 }
 
+/**
+ * One JSON Schema validator for every server: the SDK otherwise builds a fresh Ajv for each McpServer, which the
+ * stateless HTTP transport makes for every request (a large share of a request's CPU). It only serves elicitation
+ * schemas, which these tools never send, so sharing it shares no state between callers.
+ */
+let sharedValidator: AjvJsonSchemaValidator | undefined;
+
 /** Builds the MCP server with every tool; the stdio and HTTP transports both call this. */
 export function createServer(deps: ServerDeps): McpServer {
     const server = new McpServer(
         { name: 'crypto-intel-mcp', title: 'Crypto Intel (Token Metrics)', version: VERSION },
-        { capabilities: { logging: {} }, instructions: INSTRUCTIONS }
+        { capabilities: { logging: {} }, instructions: INSTRUCTIONS, jsonSchemaValidator: (sharedValidator ??= new AjvJsonSchemaValidator()) }
     );
     for (const tool of TOOLS) register(server, tool, deps);
+    registerPrompts(server, deps);
     return server;
+}
+
+/**
+ * MCP progress notifications for a call whose request carried `_meta.progressToken`; a no-op otherwise. Each
+ * notification is sent as the part completes; `sent()` waits for them, so none arrives after the result.
+ */
+function progressFor(extra: Extra): { progress: Progress; sent: () => Promise<void> } {
+    const token = extra._meta?.progressToken;
+    if (token === undefined) return { progress: NO_PROGRESS, sent: async () => {} };
+    const pending: Array<Promise<void>> = [];
+    let last = 0;
+    const progress: Progress = (done, total, message) => {
+        // Progress must increase; a cancelled call sends nothing more.
+        if (done <= last || extra.signal.aborted) return;
+        last = done;
+        const notification = {
+            method: 'notifications/progress' as const,
+            params: { progressToken: token, progress: done, total, message }
+        };
+        pending.push(extra.sendNotification(notification).catch(() => undefined));
+    };
+    return { progress, sent: async () => void (await Promise.all(pending)) };
+}
+
+const MCP_LEVEL: Record<LogLevel, LoggingLevel> = { error: 'error', warn: 'warning', info: 'info', debug: 'debug' };
+const SEVERITY: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+/** Log lines held back until the client's `initialized`; more are counted, not kept. */
+const MAX_EARLY_LOGS = 20;
+
+/**
+ * Sends the server's log lines to the client as `notifications/message`: warnings and errors by default, down to the
+ * level the client sets with `logging/setLevel` (per session: each server instance is one session). Nothing goes out
+ * before the client's `initialized` notification: lines logged earlier wait, and follow it. `gate` can refuse a line
+ * (stdout closed, a rate cap).
+ */
+export function forwardLogsToClient(server: McpServer, logger: Pick<StderrLogger, 'addSink'>, gate: () => boolean = () => true): void {
+    let threshold: LoggingLevel = 'warning';
+    let initialized = false;
+    const early: Array<{ level: LoggingLevel; data: Record<string, unknown> }> = [];
+    const send = (level: LoggingLevel, data: Record<string, unknown>): void => {
+        if (!server.isConnected() || SEVERITY.indexOf(level) < SEVERITY.indexOf(threshold) || !gate()) return;
+        server.sendLoggingMessage({ level, logger: 'crypto-intel-mcp', data }).catch(() => {});
+    };
+    server.server.setRequestHandler(SetLevelRequestSchema, request => {
+        threshold = request.params.level;
+        return {};
+    });
+    const previous = server.server.oninitialized;
+    server.server.oninitialized = () => {
+        previous?.();
+        initialized = true;
+        for (const entry of early.splice(0)) send(entry.level, entry.data);
+    };
+    logger.addSink((level, msg, fields) => {
+        const data = { msg, ...fields };
+        if (initialized) send(MCP_LEVEL[level], data);
+        // Only what the default level would send: a burst of debug lines must not crowd out a warning.
+        else if (early.length < MAX_EARLY_LOGS && SEVERITY.indexOf(MCP_LEVEL[level]) >= SEVERITY.indexOf(threshold)) {
+            early.push({ level: MCP_LEVEL[level], data });
+        }
+    });
 }

@@ -133,6 +133,15 @@ export class TokenMetricsClient implements MarketData {
         return pages.flat();
     }
 
+    /**
+     * One page (100 rows) of the unfiltered token list, one credit: the directory symbol completion searches by prefix,
+     * since the upstream's filters match whole symbols and names only.
+     */
+    async tokenDirectory(page: number, signal?: AbortSignal): Promise<Token[]> {
+        if (!Number.isSafeInteger(page) || page < 1 || page > MAX_PAGES) throw invalidInput(`The directory page must be 1 to ${MAX_PAGES}.`);
+        return this.page(TokenRow, { limit: MAX_PAGE_SIZE, page }, signal);
+    }
+
     prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Price[]> {
         return this.byIds(PriceRow, tokenIds, signal);
     }

@@ -2,11 +2,14 @@ import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
 import type { KeyChoice, KeyProvider } from '../keys/pool.js';
 import type { Logger } from '../logger.js';
+import { scrubStrings } from '../redact.js';
 import {
     allKeysRevoked,
+    answerTooLarge,
     cancelled,
     isUpstreamError,
     noApiKey,
+    noValidKey,
     notFound,
     notInPlan,
     quotaExhausted,
@@ -17,6 +20,11 @@ import {
     upstreamUnavailable,
     type UpstreamError
 } from './errors.js';
+import { boundText, cleanText, MAX_TEXT_CHARS } from './upstream-text.js';
+import { refusalOf, Semaphore, type ConcurrencyLimiter } from './limiter.js';
+
+/** The limiter lives in limiter.ts (fair turns per caller, a queue bounded by time); re-exported for existing importers. */
+export { Semaphore, type AcquireOptions, type ConcurrencyLimiter } from './limiter.js';
 
 export interface RetryPolicy {
     maxRetries: number;
@@ -27,6 +35,11 @@ export interface RetryPolicy {
     defaultRetryAfterMs: number;
     /** How long a key whose quota is used up sits out before it is tried again. */
     exhaustedCooldownMs: number;
+    /**
+     * Most time one call spends waiting for rate-limited keys to rest, all its waits together. Past it the call fails
+     * at once with "retry in N s" (the cache then serves a stale answer if it has one) instead of holding the caller.
+     */
+    maxRateLimitWaitMs: number;
 }
 
 export interface HttpOptions {
@@ -41,12 +54,25 @@ export interface HttpOptions {
     dispatcher?: Dispatcher;
     /** Replaces the in-process cap of `concurrency`, e.g. with a budget shared by several replicas. */
     limiter?: ConcurrencyLimiter;
+    /** Largest upstream body read, in bytes (`CRYPTO_INTEL_MAX_BODY_BYTES`); past it the answer is an error, not retried. */
+    maxBodyBytes?: number;
+    /**
+     * Told about every attempt that reached the upstream and got an HTTP answer (`status` > 0: one credit spent), and
+     * about connection failures and timeouts (`status` 0: no answer, no credit). Not called for cancelled attempts.
+     * An observer (usage accounting), so it must not throw; if it does, the request carries on regardless.
+     */
+    onAttempt?: (attempt: UpstreamAttempt) => void;
 }
 
-/** Grants one upstream request at a time; the function it resolves to gives the grant back (calling it twice is harmless). */
-export interface ConcurrencyLimiter {
-    acquire(signal: AbortSignal): Promise<() => void>;
+/** One upstream attempt, as `HttpOptions.onAttempt` sees it: by key fingerprint, never the key. */
+export interface UpstreamAttempt {
+    fingerprint: string;
+    endpoint: string;
+    /** The HTTP status, or 0 when no answer came back (connection failure, timeout). */
+    status: number;
+    ms: number;
 }
+
 
 export type QueryValue = string | number | undefined;
 
@@ -68,8 +94,14 @@ const DEFAULT_RETRY: RetryPolicy = {
     backoffBaseMs: 250,
     backoffMaxMs: 4_000,
     defaultRetryAfterMs: 10_000,
-    exhaustedCooldownMs: 3_600_000
+    exhaustedCooldownMs: 3_600_000,
+    maxRateLimitWaitMs: 3_000
 };
+
+/** The default cap on an upstream body: the largest real page (100 rows) is a few hundred kB. */
+export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** A Retry-After further out than this is taken as this: a hostile or broken `Retry-After: 1e30` must not park a key forever. */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
 
 /** Statuses worth another attempt; 400/401/403/404 are answers, not accidents. */
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
@@ -93,50 +125,14 @@ const INVALID_KEY_MESSAGE = /invalid|revoked|expired|disabled|unauthori[sz]ed|no
 let undici: Promise<typeof import('undici')> | undefined;
 const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
 
-/** Parse `Retry-After` (delta seconds or an HTTP date) into an absolute time. */
+/** Parse `Retry-After` (delta seconds or an HTTP date) into an absolute time, at most an hour away. */
 export function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | undefined {
     const raw = Array.isArray(value) ? value[0] : value;
     if (raw === undefined || raw.trim() === '') return undefined;
-    if (/^\d+(\.\d+)?$/.test(raw.trim())) return nowMs + Math.round(Number(raw) * 1000);
+    const seconds = raw.trim();
+    if (/^\d+(\.\d+)?(e\+?\d+)?$/i.test(seconds)) return nowMs + Math.min(MAX_RETRY_AFTER_MS, Math.round(Number(seconds) * 1000));
     const date = Date.parse(raw);
-    return Number.isNaN(date) ? undefined : Math.max(nowMs, date);
-}
-
-/** A counting semaphore: at most `limit` upstream requests in flight, the rest queue in order. */
-export class Semaphore implements ConcurrencyLimiter {
-    private active = 0;
-    private readonly waiting: Array<() => void> = [];
-
-    constructor(private readonly limit: number) {}
-
-    async acquire(signal: AbortSignal): Promise<() => void> {
-        if (this.active >= this.limit) {
-            await new Promise<void>((resolve, reject) => {
-                const onAbort = () => {
-                    const index = this.waiting.indexOf(grant);
-                    if (index >= 0) this.waiting.splice(index, 1);
-                    reject(signal.reason);
-                };
-                const grant = () => {
-                    signal.removeEventListener('abort', onAbort);
-                    resolve();
-                };
-                if (signal.aborted) return reject(signal.reason);
-                signal.addEventListener('abort', onAbort, { once: true });
-                this.waiting.push(grant);
-            });
-        } else {
-            this.active += 1;
-        }
-        let released = false;
-        return () => {
-            if (released) return;
-            released = true;
-            const next = this.waiting.shift();
-            if (next) next();
-            else this.active -= 1;
-        };
-    }
+    return Number.isNaN(date) ? undefined : Math.min(nowMs + MAX_RETRY_AFTER_MS, Math.max(nowMs, date));
 }
 
 type ChosenKey = Extract<KeyChoice, { kind: 'key' }>;
@@ -163,6 +159,45 @@ interface RawResponse {
     status: number;
     headers: Record<string, string | string[] | undefined>;
     text: string;
+}
+
+/** An upstream body past the cap; `attempt` turns it into `answerTooLarge`, which is not retried. */
+class BodyTooLarge extends Error {
+    constructor(
+        readonly limit: number,
+        readonly status: number
+    ) {
+        super(`upstream body over ${limit} bytes`);
+    }
+}
+
+/**
+ * The body as text, counted while it streams: past `limit` bytes reading stops and the body is destroyed, so a
+ * hostile or broken upstream cannot make the process buffer gigabytes (a Content-Length over the cap stops it at once).
+ */
+async function readCapped(
+    body: Dispatcher.ResponseData['body'],
+    status: number,
+    contentLength: string | string[] | undefined,
+    limit: number
+): Promise<string> {
+    const declared = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
+    if (Number.isFinite(declared) && declared > limit) {
+        body.destroy();
+        throw new BodyTooLarge(limit, status);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) {
+            body.destroy();
+            throw new BodyTooLarge(limit, status);
+        }
+        chunks.push(chunk);
+    }
+    // TextDecoder, as undici's text() does: UTF-8, a BOM dropped, bad bytes replaced rather than thrown.
+    return new TextDecoder().decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
 }
 
 /** A message the upstream put in its envelope, if any, without trusting its shape. */
@@ -215,6 +250,8 @@ export class UpstreamHttp {
         const url = this.url(req.path, req.query);
         const endpoint = req.path;
         let retries = 0;
+        /** Time this call has spent waiting for rate-limited keys, bounded by `maxRateLimitWaitMs`. */
+        let waitedForKeysMs = 0;
         let lastFailure: UpstreamError | undefined;
         /** Spends one retry waiting (until `retryAt`, or a backoff), or throws `failure` when none is left in budget or time. */
         const retryOrThrow = async (failure: UpstreamError, retryAt?: number): Promise<void> => {
@@ -236,9 +273,13 @@ export class UpstreamHttp {
             // otherwise send every queued request to a key already known to be resting).
             let release: () => void;
             try {
-                release = await this.semaphore.acquire(signal);
+                release = await this.semaphore.acquire(signal, { withinMs: remaining });
             } catch (error) {
                 if (req.signal?.aborted) throw cancelled({ endpoint, cause: req.signal.reason });
+                // Refused at once, nothing sent: "busy" says when to come back; "too late" is this call's timeout.
+                const refusal = refusalOf(error);
+                if (refusal === 'busy') throw error;
+                if (refusal === 'too-late') throw lastFailure ?? upstreamTimeout(this.options.deadlineMs, { endpoint, cause: error });
                 lastFailure = upstreamTimeout(attemptMs, { endpoint, cause: error });
                 await retryOrThrow(lastFailure);
                 continue;
@@ -246,9 +287,18 @@ export class UpstreamHttp {
             const choice = this.keys.choose(this.clock.now());
             if (choice.kind !== 'key') {
                 release();
-                if (choice.kind === 'none') throw choice.reason === 'no-keys' ? noApiKey() : allKeysRevoked(choice.fingerprints, { endpoint });
+                if (choice.kind === 'none') {
+                    if (choice.reason === 'no-keys') throw noApiKey();
+                    if (choice.reason === 'none-valid') throw noValidKey(choice.fingerprints, { endpoint });
+                    throw allKeysRevoked(choice.fingerprints, { endpoint });
+                }
                 const failure =
                     choice.reason === 'exhausted' ? quotaExhausted('', { endpoint, status: 429 }) : rateLimited(choice.untilMs, this.clock.now(), { endpoint });
+                // A caller is never held long for a resting key: past a few seconds it hears "retry in N s" at once
+                // (and the cache serves what it has), rather than after several Retry-After waits in a row.
+                const waitMs = Math.max(0, choice.untilMs - this.clock.now());
+                if (choice.reason === 'rate-limited' && waitedForKeysMs + waitMs > this.retry.maxRateLimitWaitMs) throw failure;
+                waitedForKeysMs += waitMs;
                 await retryOrThrow(failure, choice.untilMs);
                 continue;
             }
@@ -273,6 +323,14 @@ export class UpstreamHttp {
         if (this.ownsDispatcher && this.dispatcher) await (await this.dispatcher).close();
     }
 
+    private observe(attempt: UpstreamAttempt): void {
+        try {
+            this.options.onAttempt?.(attempt);
+        } catch (error) {
+            this.logger.debug('upstream attempt observer failed', { error: error instanceof Error ? error.message : String(error) });
+        }
+    }
+
     /** One request with one key. Throws when the call is over (cancelled, or an answer no retry would change). */
     private async attempt({ url, endpoint, choice, signal, attemptMs, callerSignal }: Attempt): Promise<Verdict> {
         const started = this.clock.now();
@@ -281,25 +339,41 @@ export class UpstreamHttp {
             response = await this.send(url, choice.key, signal);
         } catch (error) {
             if (callerSignal?.aborted) throw cancelled({ endpoint, cause: callerSignal.reason });
+            if (error instanceof BodyTooLarge) {
+                // The key worked (and the answer cost a credit); the answer is what is wrong, and asking again would bring
+                // the same answer.
+                this.keys.report(choice.key, { kind: 'ok' }, this.clock.now());
+                this.observe({ fingerprint: choice.fingerprint, endpoint, status: error.status, ms: this.clock.now() - started });
+                this.logger.warn('upstream answer over the body cap; not read', {
+                    endpoint,
+                    key: choice.fingerprint,
+                    status: error.status,
+                    limitBytes: error.limit
+                });
+                throw answerTooLarge(error.limit, { endpoint, status: error.status });
+            }
             this.keys.report(choice.key, { kind: 'failed' }, this.clock.now());
             const timedOut = error instanceof Error && (error.name === 'TimeoutError' || /timeout/i.test(error.name + (error as { code?: string }).code));
             const failure = timedOut ? upstreamTimeout(attemptMs, { endpoint, cause: error }) : upstreamUnavailable('connection failed', { endpoint, cause: error });
             this.logger.debug('upstream attempt failed', { endpoint, key: choice.fingerprint, error: failure.code, ms: this.clock.now() - started });
+            this.observe({ fingerprint: choice.fingerprint, endpoint, status: 0, ms: this.clock.now() - started });
             return { kind: 'retry', failure };
         }
         const now = this.clock.now();
         this.logger.debug('upstream attempt', { endpoint, key: choice.fingerprint, status: response.status, ms: now - started });
+        this.observe({ fingerprint: choice.fingerprint, endpoint, status: response.status, ms: now - started });
         return this.judge(response, choice, endpoint, now);
     }
 
     /** What an answer means: the key's health is reported here, and terminal answers are thrown as typed errors. */
     private judge(response: RawResponse, choice: ChosenKey, endpoint: string, now: number): Verdict {
-        const message = this.upstreamMessage(envelopeMessage(response.text));
         const status = response.status;
+        // A 2xx is unwrapped below (one parse); only other answers need the envelope's message.
+        const message = status >= 200 && status < 300 ? '' : this.upstreamMessage(envelopeMessage(response.text));
         // "Upgrade your plan" on a 403 is about this endpoint, not a spent quota: only quota words count there.
         const quotaUsed = status === 403 ? QUOTA_USED_MESSAGE.test(message) : (status === 401 || status === 429) && QUOTA_MESSAGE.test(message);
         if (status === 402 || quotaUsed) {
-            this.keys.report(choice.key, { kind: 'exhausted', untilMs: now + this.retry.exhaustedCooldownMs }, now);
+            this.keys.report(choice.key, { kind: 'exhausted', untilMs: now + this.retry.exhaustedCooldownMs, status }, now);
             this.logger.warn('API key quota used up; trying the next key', { key: choice.fingerprint });
             return { kind: 'next-key', failure: quotaExhausted(message, { endpoint, status }) };
         }
@@ -308,7 +382,7 @@ export class UpstreamHttp {
             throw notInPlan(endpoint, message, { status });
         }
         if (status === 401 || status === 403) {
-            this.keys.report(choice.key, { kind: 'revoked' }, now);
+            this.keys.report(choice.key, { kind: 'revoked', status }, now);
             this.logger.warn('API key rejected as invalid or revoked; trying the next key', { key: choice.fingerprint, status });
             return { kind: 'next-key' };
         }
@@ -320,7 +394,7 @@ export class UpstreamHttp {
                 parseRetryAfter(response.headers['retry-after'], now) ?? now + this.retry.defaultRetryAfterMs,
                 now + this.retry.backoffBaseMs
             );
-            this.keys.report(choice.key, { kind: 'rate-limited', untilMs: retryAt }, now);
+            this.keys.report(choice.key, { kind: 'rate-limited', untilMs: retryAt, status }, now);
             this.logger.info('API key rate limited', { key: choice.fingerprint, retryInMs: retryAt - now });
             return { kind: 'next-key' };
         }
@@ -350,7 +424,25 @@ export class UpstreamHttp {
         }
         if (envelope.data === undefined || envelope.data === null) return [];
         if (!Array.isArray(envelope.data)) throw schemaDrift('"data" is not a list', { endpoint, status: 200 });
-        return envelope.data;
+        return this.scrubRows(envelope.data);
+    }
+
+    /**
+     * Every string in the rows without any piece of a key, before anything parses, caches or shows it. The cleaned form
+     * (controls and invisible characters removed) is checked too: "tm-ab\u0007cdef…" is a key once the BEL is gone, and
+     * the field readers remove it.
+     */
+    private scrubRows(rows: unknown[]): unknown[] {
+        const scrub = this.keys.scrub?.bind(this.keys);
+        if (!scrub) return rows;
+        return scrubStrings(rows, text => {
+            const scrubbed = scrub(text);
+            if (scrubbed !== text) return scrubbed;
+            const cleaned = cleanText(text);
+            if (cleaned === text) return text;
+            const cleanScrubbed = scrub(cleaned);
+            return cleanScrubbed === cleaned ? text : cleanScrubbed;
+        });
     }
 
     /** One keep-alive Agent per client, made on first use. */
@@ -374,8 +466,9 @@ export class UpstreamHttp {
      */
     private upstreamMessage(message: unknown): string {
         if (typeof message !== 'string') return '';
-        const scrubbed = this.keys.scrub?.(message) ?? message;
-        return scrubbed.replace(/[\u0000-\u001f]+/g, ' ').slice(0, 200);
+        // Cleaned first (a control character inside a key would hide it from the scrub), bounded last.
+        const cleaned = cleanText(message);
+        return boundText(this.keys.scrub?.(cleaned) ?? cleaned, MAX_TEXT_CHARS);
     }
 
     /** One request, inside the upstream slot the caller holds; `signal` carries the attempt's timeout and the caller's abort. */
@@ -387,7 +480,12 @@ export class UpstreamHttp {
             signal,
             dispatcher
         });
-        const text = await response.body.text();
+        const text = await readCapped(
+            response.body,
+            response.statusCode,
+            response.headers['content-length'],
+            this.options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+        );
         return { status: response.statusCode, headers: response.headers, text };
     }
 

@@ -1,5 +1,6 @@
 import { TokenMetricsClient } from './api/client.js';
 import { FileAuditLog } from './audit/audit-log.js';
+import { teeAudit } from './audit/redis-stream.js';
 import type { DriftStats } from './api/drift.js';
 import { Semaphore, UpstreamHttp } from './api/http.js';
 import { createMarketService } from './cache/index.js';
@@ -47,9 +48,10 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         logger,
         clock,
         allowSharedKeyFile: config.allowSharedKeyFile,
-        ...(config.auditLog === null
-            ? {}
-            : { audit: new FileAuditLog({ path: config.auditLog, logger, scrub: text => redactor.scrub(text) }) })
+        audit: teeAudit(
+            config.auditLog === null ? null : new FileAuditLog({ path: config.auditLog, logger, scrub: text => redactor.scrub(text) }),
+            shared?.audit
+        )
     });
     const usage = new UsageTracker({
         clock,
@@ -57,6 +59,8 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         cacheDir: config.cacheDir,
         monthlyCredits: config.monthlyCredits,
         keyStats: () => keys.stats(),
+        keyLifecycle: () => keys.describeKeys(),
+        onQuotaWarning: warning => keys.noteQuotaWarning(warning),
         cacheStats: () => market.stats(),
         ...(shared ? { ledger: shared.usage } : {})
     });

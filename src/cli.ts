@@ -64,10 +64,15 @@ HTTP only (--http):
   CRYPTO_INTEL_HTTP_PORT         port (default 3333)
   CRYPTO_INTEL_HTTP_HOST         bind address (default 127.0.0.1)
   CRYPTO_INTEL_HTTP_TOKENS       bearer tokens accepted on /mcp, comma-separated (16+ characters each)
-  CRYPTO_INTEL_HTTP_TOKENS_FILE  file with one token per line (# comments allowed), read at start-up
+  CRYPTO_INTEL_HTTP_TOKENS_FILE  file with one token per line (# comments allowed), read at start-up; refused
+                                 when others can read it, unless CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1
   CRYPTO_INTEL_HTTP_ALLOWED_HOSTS  more host names accepted in Host/Origin headers, e.g. your proxy's public
                                  name; * accepts any (default: loopback names and the bind address)
-  CRYPTO_INTEL_HTTP_RATE_PER_MIN requests per minute per token, per replica; 0 = no limit (default 600)
+  CRYPTO_INTEL_HTTP_RATE_PER_MIN tool calls (each element of a JSON-RPC batch) per minute per token, per replica;
+                                 0 = no limit (default 600)
+  CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS  uncached tool calls one token may have in flight; more get "busy, retry
+                                 in N s" at once (default 8; 0 = no cap)
+  CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN  failed bearer attempts per client address before 429 (default 10; 0 = off)
 `;
 
 /** --help and --version are not stdio mode: they print for a person and exit, so stdout is theirs. */

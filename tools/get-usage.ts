@@ -8,13 +8,15 @@ export const GetUsageInput = z.object({});
 
 const KeyRow = z.object({
     fingerprint: z.string().describe('The key as logs show it, e.g. "tm-…9f2c"; never the key itself.'),
+    label: z.string().nullable().describe('The label given in the key file or environment.'),
     state: z
-        .enum(['serving', 'rejected', 'rate_limited', 'quota_used_up', 'removed'])
+        .enum(['serving', 'rejected', 'rate_limited', 'quota_used_up', 'not_yet_valid', 'expired', 'removed'])
         .describe(
             'rejected: the upstream refused it (401/403), set aside until the key file changes or a restart; removed: no longer configured.'
         ),
     since: z.string().nullable().describe('rejected: when (ISO 8601, UTC).'),
-    until: z.string().nullable().describe('rate_limited, quota_used_up: when it is tried again (ISO 8601, UTC).'),
+    until: z.string().nullable().describe('rate_limited, quota_used_up: when it is tried again; not_yet_valid: its not-before.'),
+    expires_at: z.string().nullable().describe('When the key file says it stops being used.'),
     not_in_plan: z.array(z.string()).describe('Endpoints that answered "not in your plan" (403) for this key.'),
     credits_today: z.number(),
     credits_month: z.number(),
@@ -52,20 +54,25 @@ export const GetUsageOutput = z.object({
 const count = (value: number): string => value.toLocaleString('en-US');
 const credits = (value: number): string => `${count(value)} credit${value === 1 ? '' : 's'}`;
 
+const STATE_TEXT: Record<KeyUsage['state'], (key: KeyUsage) => string> = {
+    serving: () => 'serving',
+    rejected: key => `set aside${key.since === null ? '' : ` since ${utc(key.since)}`}: the upstream rejected it`,
+    rate_limited: key => `rate-limited until ${utc(key.until!)}`,
+    quota_used_up: key => `quota used up, tried again ${utc(key.until!)}`,
+    not_yet_valid: key => `not used before ${key.notBefore === null ? 'its not-before date' : utc(key.notBefore)}`,
+    expired: () => 'expired: no longer used (remove it from the key file)',
+    removed: () => 'no longer configured'
+};
+
+const DAY_MS = 86_400_000;
+
 function keyLine(key: KeyUsage, now: number): string {
-    const state =
-        key.state === 'rejected'
-            ? `set aside${key.since === null ? '' : ` since ${utc(key.since)}`}: the upstream rejected it`
-            : key.state === 'rate_limited'
-              ? `rate-limited until ${utc(key.until!)}`
-              : key.state === 'quota_used_up'
-                ? `quota used up, tried again ${utc(key.until!)}`
-                : key.state === 'removed'
-                  ? 'no longer configured'
-                  : 'serving';
+    const name = key.label === null ? key.fingerprint : `${key.fingerprint} (${key.label})`;
+    const left = key.expiresAt === null || key.state === 'expired' ? null : (Date.parse(key.expiresAt) - now) / DAY_MS;
+    const expiry = left !== null && left <= 7 ? `; expires in ${Math.max(0, Math.ceil(left))} day(s)` : '';
     const plan = key.notInPlan.length > 0 ? `; not in plan: ${key.notInPlan.join(', ')}` : '';
     const last = key.lastSuccess === null ? 'no success yet' : `last success ${age(Math.max(0, (now - key.lastSuccess) / 1000))} ago`;
-    return `Key ${key.fingerprint}: ${state}${plan}; ${credits(key.creditsMonth)} this month (${count(key.creditsToday)} today), ${last}.`;
+    return `Key ${name}: ${STATE_TEXT[key.state](key)}${expiry}${plan}; ${credits(key.creditsMonth)} this month (${count(key.creditsToday)} today), ${last}.`;
 }
 
 /** A few lines a user can read in chat. */
@@ -130,9 +137,11 @@ export const getUsage = defineTool({
             quota_warnings: report.quotaThresholdsReached,
             keys: report.keys.map(key => ({
                 fingerprint: key.fingerprint,
+                label: key.label,
                 state: key.state,
                 since: key.since === null ? null : iso(key.since),
                 until: key.until === null ? null : iso(key.until),
+                expires_at: key.expiresAt,
                 not_in_plan: key.notInPlan,
                 credits_today: key.creditsToday,
                 credits_month: key.creditsMonth,

@@ -1,3 +1,5 @@
+import type { AuditSink } from '../audit/audit-log.js';
+import { RedisStreamAudit } from '../audit/redis-stream.js';
 import type { ConcurrencyLimiter } from '../api/limiter.js';
 import type { SharedTier } from '../cache/shared-tier.js';
 import type { Logger } from '../logger.js';
@@ -17,6 +19,8 @@ export interface SharedServices {
     health(): RedisHealth;
     /** Credits spent and cache savings, added up over every replica (`get_usage`). */
     usage: UsageLedger;
+    /** Key events of every replica in one capped stream, beside each replica's own audit file. */
+    audit: AuditSink;
     /** Commands sent, timed out, and skipped while Redis was suspect. */
     stats(): RedisStats;
     close(): Promise<void>;
@@ -52,6 +56,7 @@ export function connectRedis(options: RedisOptions): SharedServices {
         limiter: local => new SharedBudget(link, local, { limit: options.concurrency, leaseMs: options.attemptTimeoutMs + 1_000 }),
         health: () => link.health(),
         usage: new RedisUsageLedger(link),
+        audit: new RedisStreamAudit(link),
         stats: () => link.stats(),
         close: () => link.close()
     };

@@ -26,11 +26,26 @@ export const LATENCY_WINDOW_MS = 3_600_000;
 const MAX_LATENCY_SAMPLES = 10_000;
 const DEFAULT_PERSIST_DEBOUNCE_MS = 2_000;
 
-export type KeyState = 'serving' | 'rejected' | 'rate_limited' | 'quota_used_up' | 'removed';
+export type KeyState = 'serving' | 'rejected' | 'rate_limited' | 'quota_used_up' | 'not_yet_valid' | 'expired' | 'removed';
+
+/** What the key file says of a key (label, dates) and whether its dates allow it today. */
+export interface KeyLifecycle {
+    fingerprint: string;
+    label: string | null;
+    /** `not-yet-valid` and `expired` keys are not used; `expiring` ones are, for at most 7 more days. */
+    state: string;
+    notBefore: string | null;
+    expiresAt: string | null;
+}
 
 export interface KeyUsage {
     fingerprint: string;
+    label: string | null;
     state: KeyState;
+    /** First instant it is no longer used (ISO), from the key file's `expires`; null without one. */
+    expiresAt: string | null;
+    /** First instant of use (ISO), from `not-before`; null without one. */
+    notBefore: string | null;
     /** `rejected`: when the upstream rejected it (ms epoch). */
     since: number | null;
     /** `rate_limited` and `quota_used_up`: when it is tried again (ms epoch). */
@@ -91,6 +106,10 @@ export interface UsageTrackerOptions {
     persistDebounceMs?: number;
     /** A team deployment's Redis: replicas add their figures up there, and the cache directory is not used for them. */
     ledger?: UsageLedger;
+    /** Labels and validity dates from the key file (the key manager's `describeKeys`). */
+    keyLifecycle?: () => KeyLifecycle[];
+    /** Told when a quota threshold is first reached this month, e.g. to record it in the audit trail. */
+    onQuotaWarning?: (warning: { used: number; quota: number; month: string; threshold: number }) => void;
 }
 
 const monthOf = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
@@ -130,6 +149,8 @@ export class UsageTracker implements UsageSource {
     private closed = false;
     private fileProblem: string | null = null;
     private readonly ledger: UsageLedger | null;
+    private readonly keyLifecycle: (() => KeyLifecycle[]) | undefined;
+    private readonly onQuotaWarning: UsageTrackerOptions['onQuotaWarning'];
     /** With a ledger: what this replica has added to it, for when Redis cannot be read. */
     private added: UsageData = emptyUsage();
     private sharedRead = true;
@@ -148,6 +169,8 @@ export class UsageTracker implements UsageSource {
             CacheCounts
         >;
         this.ledger = options.ledger ?? null;
+        this.keyLifecycle = options.keyLifecycle;
+        this.onQuotaWarning = options.onQuotaWarning;
         this.dir = this.ledger === null && options.cacheDir !== null && ensureUsageDir(options.cacheDir) ? options.cacheDir : null;
         if (this.ledger === null && options.cacheDir !== null && this.dir === null) {
             this.logger.warn('usage figures cannot be saved: the cache directory cannot be created; counting in memory', {
@@ -194,9 +217,13 @@ export class UsageTracker implements UsageSource {
         const creditsMonth = sum(monthRecord.credits);
         const stats = this.keyStats();
         const configured = new Set(stats.map(stat => stat.fingerprint));
+        const lifecycle = new Map((this.keyLifecycle?.() ?? []).map(key => [key.fingerprint, key]));
         const keys: KeyUsage[] = stats.map(stat => ({
             fingerprint: stat.fingerprint,
-            ...this.stateOf(stat, now),
+            label: lifecycle.get(stat.fingerprint)?.label ?? null,
+            expiresAt: lifecycle.get(stat.fingerprint)?.expiresAt ?? null,
+            notBefore: lifecycle.get(stat.fingerprint)?.notBefore ?? null,
+            ...this.stateOf(stat, now, lifecycle.get(stat.fingerprint)),
             notInPlan: stat.revoked ? [] : [...(this.notInPlan.get(stat.fingerprint) ?? [])].sort(),
             creditsToday: today[stat.fingerprint] ?? 0,
             creditsMonth: monthRecord.credits[stat.fingerprint] ?? 0,
@@ -207,6 +234,9 @@ export class UsageTracker implements UsageSource {
             if (configured.has(fingerprint)) continue;
             keys.push({
                 fingerprint,
+                label: null,
+                expiresAt: null,
+                notBefore: null,
                 state: 'removed',
                 since: null,
                 until: null,
@@ -253,7 +283,13 @@ export class UsageTracker implements UsageSource {
         await this.flush();
     }
 
-    private stateOf(stat: KeyStats, now: number): Pick<KeyUsage, 'state' | 'since' | 'until'> {
+    private stateOf(stat: KeyStats, now: number, lifecycle: KeyLifecycle | undefined): Pick<KeyUsage, 'state' | 'since' | 'until'> {
+        // Dates first: an expired or not-yet-valid key is not used whatever the upstream last said of it.
+        if (lifecycle?.state === 'expired') return { state: 'expired', since: null, until: null };
+        if (lifecycle?.state === 'not-yet-valid') {
+            const from = lifecycle.notBefore === null ? null : Date.parse(lifecycle.notBefore);
+            return { state: 'not_yet_valid', since: null, until: from };
+        }
         if (stat.revoked) return { state: 'rejected', since: this.rejectedAt.get(stat.fingerprint) ?? stat.lastUsedAt, until: null };
         if (stat.coolingUntil !== null && stat.coolingUntil > now) {
             return { state: stat.exhausted ? 'quota_used_up' : 'rate_limited', since: null, until: stat.coolingUntil };
@@ -383,6 +419,7 @@ export class UsageTracker implements UsageSource {
             month,
             hint: 'get_usage shows which key spent them; CRYPTO_INTEL_MONTHLY_CREDITS sets the quota'
         });
+        if (this.monthlyCredits !== null) this.onQuotaWarning?.({ used, quota: this.monthlyCredits, month, threshold });
     }
 
     private async write(dir: string): Promise<void> {

@@ -121,3 +121,24 @@ describe('key failover through the real client', () => {
         expect(log.text()).not.toContain('header-only');
     });
 });
+
+describe('keys outside their dates', () => {
+    it('says no key is valid today, naming the dates, instead of calling the keys rejected', async () => {
+        const file = tempKeyFile(['tm-Xy7Kq2Wb9Lc4-e1e1 expires=2026-11-01', 'tm-Mn3Rt8Pv1Zd6-f1f1 not-before=2027-01-01']);
+        try {
+            const { client, close } = managedClient(fake, { keyFile: file.path });
+            try {
+                fake.reset();
+                const error = await rejection(client.prices([3375]));
+                expect(error).toMatchObject({ code: 'NO_API_KEY', message: expect.stringContaining('No configured Token Metrics API key is valid today') });
+                expect(String(error.message)).toContain('tm-…e1e1, tm-…f1f1');
+                expect(String(error.hint)).toMatch(/crypto-intel-mcp keys/);
+                expect(fake.count()).toBe(0);
+            } finally {
+                await close();
+            }
+        } finally {
+            file.cleanup();
+        }
+    });
+});

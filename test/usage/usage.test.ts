@@ -283,6 +283,42 @@ describe('get_usage', () => {
         expect(again.logs.filter(line => line.includes("of this month's Token Metrics credits used"))).toEqual([]);
     });
 
+    it('shows labels and key-file dates, and records a quota warning in the audit trail', async () => {
+        const dir = tempDir();
+        const clock = new FakeClock();
+        const day = (offset: number) => new Date(clock.now() + offset * 86_400_000).toISOString().slice(0, 10);
+        const keyFile = join(dir, 'keys.txt');
+        const upcoming = 'tm-usage-cccc-3333-0c0c';
+        const expired = 'tm-usage-dddd-4444-0d0d';
+        writeFileSync(
+            keyFile,
+            [`${upcoming} label=next not-before=${day(2)}`, `${KEY_A} label=prod-1 expires=${day(3)}`, `${expired} label=old expires=${day(-1)}`].join('\n'),
+            { mode: 0o600 }
+        );
+        const server = await start(
+            { TOKEN_METRICS_API_KEYS: '', TOKEN_METRICS_API_KEY_FILE: keyFile, CRYPTO_INTEL_CACHE_DIR: dir, CRYPTO_INTEL_MONTHLY_CREDITS: '2' },
+            clock
+        );
+        await server.call('get_price', { symbols: ['BTC'] });
+        const usage = await usageOf(server);
+        const rows = usage.keys as Array<Usage['keys'][number] & { label: string | null; expires_at: string | null }>;
+        expect(rows.map(row => [row.fingerprint, row.label, row.state])).toEqual([
+            ['tm-…0c0c', 'next', 'not_yet_valid'],
+            ['tm-…7aaa', 'prod-1', 'serving'],
+            ['tm-…0d0d', 'old', 'expired']
+        ]);
+        expect(rows[0]!.until).toBe(`${day(2)}T00:00:00.000Z`);
+        expect(rows[1]!.expires_at).toMatch(new RegExp(`^${day(4)}T00:00:00`));
+        const text = textOf(await server.call('get_usage', {}));
+        expect(text).toMatch(/Key tm-…7aaa \(prod-1\): serving; expires in \d day\(s\)/);
+        expect(text).toMatch(/Key tm-…0d0d \(old\): expired: no longer used/);
+        await server.close();
+        open = open.filter(opened => opened !== server);
+        const audit = readFileSync(join(dir, 'audit.log'), 'utf8');
+        expect(audit).toMatch(/"event":"quota-warning"/);
+        for (const key of [KEY_A, upcoming, expired]) expect(audit).not.toContain(key.slice(-8));
+    });
+
     it('is published as free and read-only', async () => {
         const server = await start();
         const tool = (await server.client.listTools()).tools.find(entry => entry.name === 'get_usage')!;

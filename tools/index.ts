@@ -8,9 +8,5 @@ import { listMoonshots } from './list-moonshots.js';
 export { NO_PROGRESS } from './define.js';
 export type { Progress, ToolDeps, ToolDefinition } from './define.js';
 
-/**
- * Every tool the server publishes, in the order clients list them. The cast widens each tool's own argument
- * type to the common one: the SDK has already validated arguments against the tool's schema before the handler
- * runs, so a handler never sees another tool's shape.
- */
-export const TOOLS: readonly ToolDefinition[] = [getPrice, getGrades, listMoonshots, explainSignal, getUsage] as unknown as readonly ToolDefinition[];
+/** Every tool the server publishes, in the order clients list them. */
+export const TOOLS: readonly ToolDefinition[] = [getPrice, getGrades, listMoonshots, explainSignal, getUsage];

@@ -42,7 +42,7 @@ function rowSchema<F extends Fields, K extends keyof F & string, T>(
         fields,
         identity: identity.all ?? [],
         identityAny: identity.any ?? [],
-        build: build as (values: Record<string, unknown>) => T
+        build
     };
 }
 

@@ -425,7 +425,7 @@ export class CachedMarketService implements MarketService {
         for (const call of calls) call.join();
         let outcomes: Array<PromiseSettledResult<CacheEntry<V>>>;
         try {
-            outcomes = await untilAborted(Promise.allSettled(slots as Array<CacheEntry<V> | Promise<CacheEntry<V>>>), signal);
+            outcomes = await untilAborted(Promise.allSettled(slots.map(slot => Promise.resolve(slot as CacheEntry<V> | Promise<CacheEntry<V>>))), signal);
         } catch (error) {
             if (!deadlinePassed(signal)) throw error;
             // The caller's deadline passed while the upstream was still at work: as with an upstream timeout, an

@@ -8,7 +8,7 @@ import { ROW_SCHEMAS, type RowSchema } from '../../src/api/schemas.js';
  * them, see test/fixtures/upstream/README.md): one odd field never costs the row, let alone the answer.
  */
 
-const schemaFor = (endpoint: string): RowSchema<unknown> => ROW_SCHEMAS.find(schema => schema.endpoint === endpoint)! as RowSchema<unknown>;
+const schemaFor = (endpoint: string): RowSchema<unknown> => ROW_SCHEMAS.find(schema => schema.endpoint === endpoint)!;
 
 const FIXTURE_OF: Record<string, string> = {
     '/tokens': 'tokens',

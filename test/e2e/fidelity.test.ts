@@ -99,7 +99,7 @@ describe('the built server reads the upstream as it really is', () => {
                     market_cap_usd: num(row.MARKET_CAP),
                     volume_24h_usd: num(row.VOLUME_24H),
                     moonshot_at: fake.world.shiftedDate(String(row.MOONSHOT_AT)),
-                    moonshot_end_at: row.MOONSHOT_END_AT ? fake.world.shiftedDate(String(row.MOONSHOT_END_AT)) : null,
+                    moonshot_end_at: typeof row.MOONSHOT_END_AT === 'string' ? fake.world.shiftedDate(row.MOONSHOT_END_AT) : null,
                     roi_pct: num(row.MOONSHOT_ROI)
                 }))
             );

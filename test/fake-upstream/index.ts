@@ -128,12 +128,12 @@ export class FakeUpstream {
     }
 
     static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
-        let fake: FakeUpstream | undefined;
-        const server = createServer((req, res) => void fake!.handle(req, res));
-        fake = new FakeUpstream(server, options);
+        // The handler runs only once the server listens, by when `fake` is set.
+        const server = createServer((req, res) => void fake.handle(req, res));
+        const fake = new FakeUpstream(server, options);
         server.on('connection', socket => {
-            fake!.sockets.add(socket);
-            socket.on('close', () => fake!.sockets.delete(socket));
+            fake.sockets.add(socket);
+            socket.on('close', () => fake.sockets.delete(socket));
         });
         await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
         return fake;

@@ -291,7 +291,7 @@ export class Session {
                 continue;
             }
             if (message.id === undefined || message.method !== undefined) continue;
-            const id = String(message.id);
+            const id = typeof message.id === 'string' || typeof message.id === 'number' ? String(message.id) : JSON.stringify(message.id);
             counts.set(id, (counts.get(id) ?? 0) + 1);
         }
         return counts;

@@ -54,7 +54,11 @@ function dataNeeds(call: FakeCall): DataNeed[] {
  * new. Inputs that matched nothing are needs of their own.
  */
 function resolutionNeeds(result: CallToolResult): DataNeed[] {
-    const structured = (result.structuredContent ?? {}) as { token_id?: number; prices?: Array<{ token_id: number }>; unresolved?: Array<{ input: string }> };
+    const structured = (result.structuredContent ?? {}) as {
+        token_id?: number;
+        prices?: Array<{ token_id: number }>;
+        unresolved?: Array<{ input: string }>;
+    };
     const ids = [structured.token_id, ...(structured.prices ?? []).map(row => row.token_id)].filter((id): id is number => id !== undefined);
     return [
         ...ids.map(id => ({ kind: '/tokens', item: String(id) })),
@@ -95,7 +99,10 @@ async function reference(fake: FakeUpstream): Promise<Array<{ rawBytes: number; 
     return figures;
 }
 
-async function pass(client: Client, fake: FakeUpstream): Promise<{ credits: number; figures: Array<{ credits: number; ms: number; result: CallToolResult }> }> {
+async function pass(
+    client: Client,
+    fake: FakeUpstream
+): Promise<{ credits: number; figures: Array<{ credits: number; ms: number; result: CallToolResult }> }> {
     const figures: Array<{ credits: number; ms: number; result: CallToolResult }> = [];
     const before = fake.count();
     for (const question of SESSION) {
@@ -121,7 +128,11 @@ async function startupTimes(fake: FakeUpstream): Promise<number[]> {
     const samples: number[] = [];
     for (let i = 0; i < STARTS; i++) {
         const started = performance.now();
-        const { client, server } = await startServer({ TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: 'off' });
+        const { client, server } = await startServer({
+            TOKEN_METRICS_API_KEY: KEY,
+            TOKEN_METRICS_BASE_URL: fake.baseUrl,
+            CRYPTO_INTEL_CACHE_DIR: 'off'
+        });
         await client.listTools();
         samples.push(performance.now() - started);
         await server.close();
@@ -137,7 +148,12 @@ function pad(value: string | number, width: number, left = false): string {
 async function main(): Promise<void> {
     const fake = await FakeUpstream.start({ latencyMs: UPSTREAM_LATENCY_MS });
     const cacheDir = mkdtempSync(join(tmpdir(), 'crypto-intel-bench-'));
-    const env = { TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: cacheDir, CRYPTO_INTEL_LOG_LEVEL: 'warn' };
+    const env = {
+        TOKEN_METRICS_API_KEY: KEY,
+        TOKEN_METRICS_BASE_URL: fake.baseUrl,
+        CRYPTO_INTEL_CACHE_DIR: cacheDir,
+        CRYPTO_INTEL_LOG_LEVEL: 'warn'
+    };
     const servers: ServerProcess[] = [];
     try {
         const needs = await reference(fake);
@@ -199,14 +215,34 @@ async function main(): Promise<void> {
             },
             secondPassSameProcessCredits: samePass.credits,
             secondPassNewProcessCredits: newProcessPass.credits,
-            warmStdio: { calls: warm.length, upstreamCalls: warmUpstreamCalls, medianMs: round(median(warm), 3), p95Ms: round(percentile(warm, 95), 3) },
-            warmInProcess: { calls: inProcessWarm.length, medianMs: round(median(inProcessWarm), 3), p95Ms: round(percentile(inProcessWarm, 95), 3) },
-            coldStdio: { medianMs: round(median(questions.map(q => q.coldMs)), 1), p95Ms: round(percentile(questions.map(q => q.coldMs), 95), 1) },
+            warmStdio: {
+                calls: warm.length,
+                upstreamCalls: warmUpstreamCalls,
+                medianMs: round(median(warm), 3),
+                p95Ms: round(percentile(warm, 95), 3)
+            },
+            warmInProcess: {
+                calls: inProcessWarm.length,
+                medianMs: round(median(inProcessWarm), 3),
+                p95Ms: round(percentile(inProcessWarm, 95), 3)
+            },
+            coldStdio: {
+                medianMs: round(median(questions.map(q => q.coldMs)), 1),
+                p95Ms: round(
+                    percentile(
+                        questions.map(q => q.coldMs),
+                        95
+                    ),
+                    1
+                )
+            },
             startup: { starts: startup.length, medianMs: round(median(startup), 1), p95Ms: round(percentile(startup, 95), 1) },
             toolDefinitionsBytes: Buffer.byteLength(JSON.stringify(definitions.tools)),
             // What a model is shown of a tool: its name, description and input schema; output schemas are for the client.
             toolDefinitionsModelBytes: Buffer.byteLength(
-                JSON.stringify(definitions.tools.map(tool => ({ name: tool.name, description: tool.description, inputSchema: tool.inputSchema })))
+                JSON.stringify(
+                    definitions.tools.map(tool => ({ name: tool.name, description: tool.description, inputSchema: tool.inputSchema }))
+                )
             ),
             http,
             persistentCache

@@ -120,7 +120,9 @@ function parseTtls(raw: string | undefined): Partial<Record<TtlEndpoint, number>
     for (const pair of splitList(raw)) {
         const [name, value] = pair.split('=').map(part => part.trim());
         if (!name || !(TTL_ENDPOINTS as readonly string[]).includes(name)) {
-            throw new ConfigError(`CRYPTO_INTEL_CACHE_TTLS: unknown endpoint "${name ?? ''}" (use ${TTL_ENDPOINTS.join(', ')}, e.g. price=30,grades=600)`);
+            throw new ConfigError(
+                `CRYPTO_INTEL_CACHE_TTLS: unknown endpoint "${name ?? ''}" (use ${TTL_ENDPOINTS.join(', ')}, e.g. price=30,grades=600)`
+            );
         }
         ttls[name as TtlEndpoint] = parse(intIn(`CRYPTO_INTEL_CACHE_TTLS ${name}`, 0, 7 * 24 * 3600), value);
     }
@@ -215,7 +217,10 @@ function parseFlags(argv: readonly string[]): Flags {
 
 /** Loopback names and addresses: a server bound there is reachable from this machine only. */
 export function isLoopbackHost(host: string): boolean {
-    const name = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+    const name = host
+        .trim()
+        .toLowerCase()
+        .replace(/^\[(.*)\]$/, '$1');
     return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
@@ -231,7 +236,11 @@ function parseTokens(env: NodeJS.ProcessEnv): { tokens: string[]; fileMode: numb
             if (!stat.isFile()) throw new ConfigError(`CRYPTO_INTEL_HTTP_TOKENS_FILE is not a regular file: "${file}"`);
             fileMode = stat.mode & 0o777;
             // As the API key file: the tokens are secrets, so a file other users can read is refused unless intended.
-            if ((fileMode & 0o077) !== 0 && process.platform !== 'win32' && !parseSwitch('CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE', env.CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE)) {
+            if (
+                (fileMode & 0o077) !== 0 &&
+                process.platform !== 'win32' &&
+                !parseSwitch('CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE', env.CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE)
+            ) {
                 throw new ConfigError(
                     `CRYPTO_INTEL_HTTP_TOKENS_FILE "${file}" is readable by other users (mode ${fileMode.toString(8).padStart(3, '0')}): refused. ` +
                         `Fix it with: chmod 600 '${file.replace(/'/g, "'\\''")}' (or set CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1 to use it anyway)`
@@ -285,8 +294,14 @@ function parseHttp(env: NodeJS.ProcessEnv, flags: Flags): HttpConfig {
         allowedHosts: allowed.filter(name => name !== '*'),
         allowAnyHost: allowed.includes('*'),
         ratePerMin: parse(intIn('CRYPTO_INTEL_HTTP_RATE_PER_MIN', 0, 1_000_000), nonEmpty(env.CRYPTO_INTEL_HTTP_RATE_PER_MIN) ?? 600),
-        maxConcurrentCalls: parse(intIn('CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS', 0, 10_000), nonEmpty(env.CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS) ?? 8),
-        authFailuresPerMin: parse(intIn('CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN', 0, 100_000), nonEmpty(env.CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN) ?? 10),
+        maxConcurrentCalls: parse(
+            intIn('CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS', 0, 10_000),
+            nonEmpty(env.CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS) ?? 8
+        ),
+        authFailuresPerMin: parse(
+            intIn('CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN', 0, 100_000),
+            nonEmpty(env.CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN) ?? 10
+        ),
         tokensFileMode: fileMode
     };
 }
@@ -382,7 +397,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
         },
         cache: {
             ttlSeconds: parseTtls(env.CRYPTO_INTEL_CACHE_TTLS),
-            staleMaxAgeSeconds: parse(intIn('CRYPTO_INTEL_STALE_MAX_AGE_S', 0, 30 * 24 * 3600), env.CRYPTO_INTEL_STALE_MAX_AGE_S ?? 24 * 3600),
+            staleMaxAgeSeconds: parse(
+                intIn('CRYPTO_INTEL_STALE_MAX_AGE_S', 0, 30 * 24 * 3600),
+                env.CRYPTO_INTEL_STALE_MAX_AGE_S ?? 24 * 3600
+            ),
             batchWindowMs: parse(intIn('CRYPTO_INTEL_BATCH_WINDOW_MS', 0, 1000), env.CRYPTO_INTEL_BATCH_WINDOW_MS ?? 5),
             maxEntries: parse(intIn('CRYPTO_INTEL_CACHE_MAX_ENTRIES', 100, 1_000_000), env.CRYPTO_INTEL_CACHE_MAX_ENTRIES ?? 10_000)
         },

@@ -61,7 +61,8 @@ export function planProbes(nowMs: number, schemas: readonly RowSchema<unknown>[]
     const unplanned = endpoints.filter(endpoint => queries[endpoint] === undefined);
     if (unplanned.length > 0) throw new Error(`doctor has no query for ${unplanned.join(', ')}: add it to DOCTOR_QUERIES in src/doctor.ts`);
     const orphaned = Object.keys(queries).filter(endpoint => !endpoints.includes(endpoint));
-    if (orphaned.length > 0) throw new Error(`DOCTOR_QUERIES names ${orphaned.join(', ')}, which no row schema reads: remove it from src/doctor.ts`);
+    if (orphaned.length > 0)
+        throw new Error(`DOCTOR_QUERIES names ${orphaned.join(', ')}, which no row schema reads: remove it from src/doctor.ts`);
     const window = { startDate: day(nowMs - HISTORY_DAYS * DAY_MS), endDate: day(nowMs) };
     return schemas.map(schema => ({ endpoint: schema.endpoint, query: queries[schema.endpoint]!(window), schema }));
 }
@@ -101,9 +102,18 @@ async function probeOnce(probe: Probe, deps: DoctorDeps): Promise<ProbeResult> {
     } catch (error) {
         const ms = deps.clock.now() - started;
         if (deps.signal?.aborted) return timeLimitPassed(endpoint, ms);
-        if (isUpstreamError(error)) return { endpoint, ok: false, status: error.status, code: error.code, message: error.message, hint: error.hint, ms };
+        if (isUpstreamError(error))
+            return { endpoint, ok: false, status: error.status, code: error.code, message: error.message, hint: error.hint, ms };
         const message = error instanceof Error ? error.message : String(error);
-        return { endpoint, ok: false, status: 0, code: 'INTERNAL_ERROR', message, hint: 'Report this output to the crypto-intel-mcp maintainers.', ms };
+        return {
+            endpoint,
+            ok: false,
+            status: 0,
+            code: 'INTERNAL_ERROR',
+            message,
+            hint: 'Report this output to the crypto-intel-mcp maintainers.',
+            ms
+        };
     }
 }
 
@@ -177,7 +187,8 @@ function listLines(label: string, items: readonly string[], emptyText = 'none', 
 const proseLines = (label: string, text: string): string[] => listLines(label, safeText(text).split(/\s+/).filter(Boolean), '-', '');
 
 /** `403 NOT_IN_PLAN`; just the code when no HTTP answer came (a timeout, a refused connection). */
-const statusText = (result: Extract<ProbeResult, { ok: false }>): string => (result.status > 0 ? `${result.status} ${result.code}` : result.code);
+const statusText = (result: Extract<ProbeResult, { ok: false }>): string =>
+    result.status > 0 ? `${result.status} ${result.code}` : result.code;
 
 const plural = (count: number, word: string): string => `${count} ${word}${count === 1 ? '' : 's'}`;
 
@@ -210,7 +221,9 @@ export function formatProbe(result: ProbeResult, endpointWidth = 18): string[] {
         ...listLines('missing', noRows ? [] : report.missing, noRows ? '(no rows to check)' : 'none'),
         ...listLines('unknown', report.unknown),
         // One line per field: a value description may itself hold a comma.
-        ...report.wrongKinds.map((wrong, index) => `${index === 0 ? WRONG_KIND : ' '.repeat(WRONG_KIND.length)}${wrong.field}: got ${safeText(wrong.got)}`),
+        ...report.wrongKinds.map(
+            (wrong, index) => `${index === 0 ? WRONG_KIND : ' '.repeat(WRONG_KIND.length)}${wrong.field}: got ${safeText(wrong.got)}`
+        ),
         ...(report.wrongKinds.length === 0 ? listLines('wrong kind', []) : []),
         ''
     ];

@@ -58,13 +58,21 @@ export function toolErrorResult(tool: string, error: unknown, deps: Pick<ServerD
 function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): void {
     server.registerTool(
         tool.name,
-        { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, outputSchema: tool.outputSchema, annotations: tool.annotations },
+        {
+            title: tool.title,
+            description: tool.description,
+            inputSchema: tool.inputSchema,
+            outputSchema: tool.outputSchema,
+            annotations: tool.annotations
+        },
         async (args: unknown, extra: Extra): Promise<CallToolResult> => {
             const deadline = AbortSignal.timeout(deps.callDeadlineMs);
             const { progress, sent } = progressFor(extra);
             try {
                 // In a call scope: the upstream limiter knows this call's deadline, and the caller's share it takes is given back at the end.
-                const { structured, text } = await inToolCall(deps.callDeadlineMs, () => tool.handler(args as never, deps, AbortSignal.any([extra.signal, deadline]), progress));
+                const { structured, text } = await inToolCall(deps.callDeadlineMs, () =>
+                    tool.handler(args as never, deps, AbortSignal.any([extra.signal, deadline]), progress)
+                );
                 // Progress goes out before the result it announces.
                 await sent();
                 // Both forms leave scrubbed: a key (or a piece of one) in an upstream string must reach neither.
@@ -91,7 +99,11 @@ let sharedValidator: AjvJsonSchemaValidator | undefined;
 export function createServer(deps: ServerDeps): McpServer {
     const server = new McpServer(
         { name: 'crypto-intel-mcp', title: 'Crypto Intel (Token Metrics)', version: VERSION },
-        { capabilities: { logging: {} }, instructions: INSTRUCTIONS, jsonSchemaValidator: (sharedValidator ??= new AjvJsonSchemaValidator()) }
+        {
+            capabilities: { logging: {} },
+            instructions: INSTRUCTIONS,
+            jsonSchemaValidator: (sharedValidator ??= new AjvJsonSchemaValidator())
+        }
     );
     for (const tool of TOOLS) register(server, tool, deps);
     registerPrompts(server, deps);

@@ -36,7 +36,8 @@ export const Unresolved = z.object({
     suggestions: z.array(z.string())
 });
 
-export const alternativesOf = (tokens: readonly Token[]) => tokens.map(token => ({ symbol: token.symbol, name: token.name, token_id: token.tokenId }));
+export const alternativesOf = (tokens: readonly Token[]) =>
+    tokens.map(token => ({ symbol: token.symbol, name: token.name, token_id: token.tokenId }));
 
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -52,6 +53,7 @@ export function ambiguityNote(input: string, chosen: Token, alternatives: readon
 }
 
 export function unresolvedLine(entry: z.output<typeof Unresolved>): string {
-    const hint = entry.suggestions.length > 0 ? ` Did you mean ${entry.suggestions.join(' or ')}?` : ' Try the full name or the numeric token id.';
+    const hint =
+        entry.suggestions.length > 0 ? ` Did you mean ${entry.suggestions.join(' or ')}?` : ' Try the full name or the numeric token id.';
     return `"${entry.input}": ${entry.reason}${hint}`;
 }

@@ -41,7 +41,7 @@ export const explainSignal = defineTool({
     name: 'explain_signal',
     title: 'Explain a bullish/bearish signal',
     description:
-        "Why a token is bullish, bearish or neutral: since when, trader grade, and dated checks (volume, BTC/ETH, flip timing, stability, grade momentum). " +
+        'Why a token is bullish, bearish or neutral: since when, trader grade, and dated checks (volume, BTC/ETH, flip timing, stability, grade momentum). ' +
         '2 credits, cached 1 h. Not advice.',
     inputSchema: ExplainSignalInput,
     outputSchema: ExplainSignalOutput,
@@ -92,7 +92,8 @@ export const explainSignal = defineTool({
         };
         const mark = { pass: '+', fail: '-', unknown: '?' } as const;
         const since = analysis.since ? ` since ${analysis.sinceIsLowerBound ? 'at least ' : ''}${analysis.since}` : '';
-        const traderGrade = analysis.traderGrade === null ? '' : `, trader grade ${analysis.traderGrade.toFixed(1)} (${analysis.gradeBand})`;
+        const traderGrade =
+            analysis.traderGrade === null ? '' : `, trader grade ${analysis.traderGrade.toFixed(1)} (${analysis.gradeBand})`;
         const lines = [
             `${token.symbol} (${token.name}): ${analysis.signal ?? 'no signal'}${since}${traderGrade}; ${analysis.rows} daily signal row(s)`,
             ...analysis.checks.map(check => `[${mark[check.status]}] ${check.name}: ${check.evidence}`),

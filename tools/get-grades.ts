@@ -12,11 +12,7 @@ const EXTRA_SOURCES = ['fundamental', 'technology'] as const;
 
 export const GetGradesInput = z.object({
     symbol: TokenRef.describe('One token: symbol, name or numeric Token Metrics id, e.g. "SOL", "solana" or 3988.'),
-    include: z
-        .array(z.enum(EXTRA_SOURCES))
-        .max(2)
-        .optional()
-        .describe('Extra grades, +1 credit each: "fundamental", "technology".')
+    include: z.array(z.enum(EXTRA_SOURCES)).max(2).optional().describe('Extra grades, +1 credit each: "fundamental", "technology".')
 });
 
 const grade = z.number().nullable();
@@ -88,7 +84,8 @@ export const getGrades = defineTool({
         if (tm === null && signals === null) throw unavailable[0]!.error;
         const tmRow = tm?.data[0] ?? null;
         // The trader and investor grades of today's API come with the daily signal rows; the newest row is the current one.
-        const latest = [...(signals?.data ?? [])].filter(row => row.traderGrade !== null || row.investorGrade !== null).sort(newestFirst)[0] ?? null;
+        const latest =
+            [...(signals?.data ?? [])].filter(row => row.traderGrade !== null || row.investorGrade !== null).sort(newestFirst)[0] ?? null;
         const fundamentalRow = fundamental?.data[0] ?? null;
         const technologyRow = technology?.data[0] ?? null;
         const sources = [tm, signals, fundamental, technology].filter((source): source is Sourced<never[]> => source !== null);
@@ -110,7 +107,9 @@ export const getGrades = defineTool({
             fundamental_grade: fundamentalRow?.fundamentalGrade ?? tmRow?.fundamentalGrade ?? null,
             fundamental_class: fundamentalRow?.fundamentalClass ?? tmRow?.fundamentalClass ?? null,
             technology_grade: technologyRow?.technologyGrade ?? null,
-            unavailable: unavailable.map(({ source, error }) => `${source}: ${error.code === 'NOT_IN_PLAN' ? 'not in your plan' : 'not served upstream'}`),
+            unavailable: unavailable.map(
+                ({ source, error }) => `${source}: ${error.code === 'NOT_IN_PLAN' ? 'not in your plan' : 'not served upstream'}`
+            ),
             alternatives: alternativesOf(alternatives),
             data_date: latest?.date?.slice(0, 10) ?? null,
             fetched_at: iso(Math.min(...sources.map(source => source.fetchedAt))),

@@ -52,7 +52,11 @@ export const getPrice = defineTool({
             seen.add(token.tokenId);
             const quote = byId.get(token.tokenId);
             if (!quote) {
-                unresolved.push({ input, reason: `Token Metrics has no current price for ${token.name} (id ${token.tokenId}).`, suggestions: [] });
+                unresolved.push({
+                    input,
+                    reason: `Token Metrics has no current price for ${token.name} (id ${token.tokenId}).`,
+                    suggestions: []
+                });
                 continue;
             }
             prices.push({

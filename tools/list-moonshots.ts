@@ -67,7 +67,8 @@ export const listMoonshots = defineTool({
             stale_age_s: picks.staleAgeS
         };
         const now = clock.now();
-        const ago = (date: string | null) => (date && !Number.isNaN(Date.parse(date)) ? `${age(Math.max(0, (now - Date.parse(date)) / 1000))} ago` : 'n/a');
+        const ago = (date: string | null) =>
+            date && !Number.isNaN(Date.parse(date)) ? `${age(Math.max(0, (now - Date.parse(date)) / 1000))} ago` : 'n/a';
         const header = ['SYMBOL', 'TG', 'MCAP', 'VOL24H', 'PICKED', ...(type === 'past' ? ['ENDED'] : []), 'ROI'];
         const rows = moonshots.map(pick => [
             pick.symbol ?? pick.name ?? '?',
@@ -90,6 +91,8 @@ export const listMoonshots = defineTool({
 
 /** The newest day among the rows' own dates: picks, closes and last signals. */
 function newestDay(dates: ReadonlyArray<string | null>): string | null {
-    const days = dates.flatMap(date => (date === null || Number.isNaN(Date.parse(date)) ? [] : [new Date(date).toISOString().slice(0, 10)]));
+    const days = dates.flatMap(date =>
+        date === null || Number.isNaN(Date.parse(date)) ? [] : [new Date(date).toISOString().slice(0, 10)]
+    );
     return days.length === 0 ? null : days.reduce((a, b) => (a > b ? a : b));
 }

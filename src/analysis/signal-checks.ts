@@ -139,7 +139,10 @@ function marketCheck(signal: SignalDirection, peers: readonly PeerSignal[]): Sig
     const described = peers.map(peer => ({ symbol: peer.symbol, run: currentRun(peer.history) }));
     const withSignal = described.filter(peer => peer.run.signal !== null);
     if (withSignal.length === 0) return { name, status: 'unknown', evidence: 'No current BTC/ETH signal was available.' };
-    const evidence = withSignal.map(peer => `${peer.symbol} ${peer.run.signal} since ${peer.run.lowerBound ? 'at least ' : ''}${peer.run.since}`).join('; ') + '.';
+    const evidence =
+        withSignal
+            .map(peer => `${peer.symbol} ${peer.run.signal} since ${peer.run.lowerBound ? 'at least ' : ''}${peer.run.since}`)
+            .join('; ') + '.';
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
     const agree = withSignal.filter(peer => peer.run.signal === signal).length;
     return { name, status: agree === withSignal.length ? 'pass' : 'fail', evidence };
@@ -155,7 +158,12 @@ function timingCheck(signal: SignalDirection, run: SignalRun, candles: readonly 
     const age = daysBetween(since, nowMs);
     const atFlip = candles.find(candle => candle.date?.slice(0, 10) === since && candle.close !== null);
     const latest = candles.find(candle => candle.close !== null);
-    if (!atFlip || !latest) return { name, status: 'unknown', evidence: `Flipped ${age} day(s) ago on ${since}; no candle for that day to measure the move since.` };
+    if (!atFlip || !latest)
+        return {
+            name,
+            status: 'unknown',
+            evidence: `Flipped ${age} day(s) ago on ${since}; no candle for that day to measure the move since.`
+        };
     const move = change(atFlip.close!, latest.close!);
     const evidence = `Flipped ${age} day(s) ago on ${since}; price ${signed(move)} since (${fmt(atFlip.close!, 6)} -> ${fmt(latest.close!, 6)} on ${day(latest.date!)}).`;
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
@@ -170,7 +178,11 @@ function stabilityCheck(signal: SignalDirection, run: SignalRun): SignalCheck {
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
     // Fewer than a week of rows cannot show choppiness either way.
     if (run.rows < 7) return { name, status: 'unknown', evidence: `${evidence} Too few rows to judge stability.` };
-    return { name, status: run.flips <= 2 ? 'pass' : 'fail', evidence: run.flips > 2 ? `${evidence} Repeated flips mean a choppy, low-conviction trend.` : evidence };
+    return {
+        name,
+        status: run.flips <= 2 ? 'pass' : 'fail',
+        evidence: run.flips > 2 ? `${evidence} Repeated flips mean a choppy, low-conviction trend.` : evidence
+    };
 }
 
 function momentumCheck(signal: SignalDirection, history: readonly TradingSignal[]): SignalCheck {
@@ -179,7 +191,11 @@ function momentumCheck(signal: SignalDirection, history: readonly TradingSignal[
     const latest = rows[0];
     const weekAgo = rows.find(row => latest && daysBetween(row.date!, Date.parse(`${latest.date!.slice(0, 10)}T00:00:00Z`)) >= 7);
     if (!latest || !weekAgo) {
-        return { name, status: 'unknown', evidence: `Trader grades in ${rows.length} daily row(s) only: not enough to measure a 7-day change.` };
+        return {
+            name,
+            status: 'unknown',
+            evidence: `Trader grades in ${rows.length} daily row(s) only: not enough to measure a 7-day change.`
+        };
     }
     const delta = latest.traderGrade! - weekAgo.traderGrade!;
     const evidence = `Trader grade ${fmt(weekAgo.traderGrade!, 1)} on ${day(weekAgo.date!)} -> ${fmt(latest.traderGrade!, 1)} on ${day(latest.date!)} (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} pts).`;
@@ -218,7 +234,11 @@ export function analyseSignal(input: {
         timingCheck(run.signal, run, input.candles, input.nowMs),
         stabilityCheck(run.signal, run),
         momentumCheck(run.signal, input.history),
-        { name: 'narrative_fit', status: 'unknown', evidence: 'Narrative and sector strength are not in the data this server reads: check news and sector peers yourself.' }
+        {
+            name: 'narrative_fit',
+            status: 'unknown',
+            evidence: 'Narrative and sector strength are not in the data this server reads: check news and sector peers yourself.'
+        }
     ];
     return {
         signal: run.signal,
@@ -251,7 +271,9 @@ function summarise(
     if (signal === 'neutral') {
         body.push('No active bullish or bearish call.');
     } else {
-        body.push(`${passed.length} of ${checks.length - unknown.length} checkable confirmations hold${failed.length ? `; against: ${failed.map(check => check.name).join(', ')}` : ''}.`);
+        body.push(
+            `${passed.length} of ${checks.length - unknown.length} checkable confirmations hold${failed.length ? `; against: ${failed.map(check => check.name).join(', ')}` : ''}.`
+        );
         const market = checks.find(check => check.name === 'btc_eth_alignment');
         if (signal === 'bearish') {
             body.push(

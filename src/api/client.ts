@@ -87,7 +87,10 @@ export function titleCase(name: string): string {
 function checkFilterValues(kind: string, values: readonly string[]): void {
     for (const value of values) {
         if (!isValidFilterValue(value)) {
-            throw invalidInput(`${JSON.stringify(value.slice(0, 40))} is not a valid token ${kind}.`, 'Use letters, digits, spaces or . _ - only.');
+            throw invalidInput(
+                `${JSON.stringify(value.slice(0, 40))} is not a valid token ${kind}.`,
+                'Use letters, digits, spaces or . _ - only.'
+            );
         }
     }
 }
@@ -138,7 +141,8 @@ export class TokenMetricsClient implements MarketData {
      * since the upstream's filters match whole symbols and names only.
      */
     async tokenDirectory(page: number, signal?: AbortSignal): Promise<Token[]> {
-        if (!Number.isSafeInteger(page) || page < 1 || page > MAX_PAGES) throw invalidInput(`The directory page must be 1 to ${MAX_PAGES}.`);
+        if (!Number.isSafeInteger(page) || page < 1 || page > MAX_PAGES)
+            throw invalidInput(`The directory page must be 1 to ${MAX_PAGES}.`);
         return this.page(TokenRow, { limit: MAX_PAGE_SIZE, page }, signal);
     }
 
@@ -189,7 +193,9 @@ export class TokenMetricsClient implements MarketData {
     private async byIds<T>(schema: RowSchema<T>, tokenIds: readonly number[], signal?: AbortSignal): Promise<T[]> {
         checkIds(tokenIds);
         const parts = await Promise.all(
-            chunk(unique(tokenIds), MAX_PAGE_SIZE).map(part => this.page(schema, { token_id: part.join(','), limit: MAX_PAGE_SIZE }, signal))
+            chunk(unique(tokenIds), MAX_PAGE_SIZE).map(part =>
+                this.page(schema, { token_id: part.join(','), limit: MAX_PAGE_SIZE }, signal)
+            )
         );
         return parts.flat();
     }
@@ -213,13 +219,20 @@ export class TokenMetricsClient implements MarketData {
      * One request, parsed per field. Odd fields are reported and become null; rows without their identity are dropped
      * and counted. Only an answer whose every row had to be dropped is drift as a whole: it answered nothing usable.
      */
-    private async fetch<T>(schema: RowSchema<T>, query: Record<string, QueryValue>, signal?: AbortSignal): Promise<{ parsed: T[]; received: number }> {
+    private async fetch<T>(
+        schema: RowSchema<T>,
+        query: Record<string, QueryValue>,
+        signal?: AbortSignal
+    ): Promise<{ parsed: T[]; received: number }> {
         const { rows } = await this.http.getRows({ path: schema.endpoint, query, ...(signal ? { signal } : {}) });
         const parsed = parseRows(schema, rows);
         this.drift.record(schema.endpoint, parsed);
         if (parsed.rows.length === 0 && parsed.dropped > 0) {
             const identity = [...schema.identity, ...schema.identityAny].map(key => schema.fields[key]!.names[0]).join(' or ');
-            throw schemaDrift(`${schema.endpoint}: none of its ${parsed.dropped} rows has ${identity}`, { endpoint: schema.endpoint, status: 200 });
+            throw schemaDrift(`${schema.endpoint}: none of its ${parsed.dropped} rows has ${identity}`, {
+                endpoint: schema.endpoint,
+                status: 200
+            });
         }
         return { parsed: parsed.rows, received: rows.length };
     }

@@ -68,7 +68,7 @@ export const noValidKey = (fingerprints: readonly string[], options?: UpstreamEr
     new UpstreamError(
         'NO_API_KEY',
         `No configured Token Metrics API key is valid today (${fingerprints.join(', ')}): each is before its not-before date or past its expires date.`,
-        'Fix the dates in the key file (it is re-read without a restart), or add a current key; `crypto-intel-mcp keys` shows each key\'s dates.',
+        "Fix the dates in the key file (it is re-read without a restart), or add a current key; `crypto-intel-mcp keys` shows each key's dates.",
         options
     );
 
@@ -194,4 +194,6 @@ export const cancelled = (options?: UpstreamErrorOptions): UpstreamError =>
     new UpstreamError('CANCELLED', 'The request was cancelled.', 'Nothing to do: the caller cancelled it.', { status: 0, ...options });
 
 export const isUpstreamError = (value: unknown): value is UpstreamError =>
-    value instanceof Error && typeof (value as Partial<UpstreamError>).code === 'string' && typeof (value as Partial<UpstreamError>).hint === 'string';
+    value instanceof Error &&
+    typeof (value as Partial<UpstreamError>).code === 'string' &&
+    typeof (value as Partial<UpstreamError>).hint === 'string';

@@ -73,7 +73,6 @@ export interface UpstreamAttempt {
     ms: number;
 }
 
-
 export type QueryValue = string | number | undefined;
 
 export interface UpstreamRequest {
@@ -293,7 +292,9 @@ export class UpstreamHttp {
                     throw allKeysRevoked(choice.fingerprints, { endpoint });
                 }
                 const failure =
-                    choice.reason === 'exhausted' ? quotaExhausted('', { endpoint, status: 429 }) : rateLimited(choice.untilMs, this.clock.now(), { endpoint });
+                    choice.reason === 'exhausted'
+                        ? quotaExhausted('', { endpoint, status: 429 })
+                        : rateLimited(choice.untilMs, this.clock.now(), { endpoint });
                 // A caller is never held long for a resting key: past a few seconds it hears "retry in N s" at once
                 // (and the cache serves what it has), rather than after several Retry-After waits in a row.
                 const waitMs = Math.max(0, choice.untilMs - this.clock.now());
@@ -353,9 +354,18 @@ export class UpstreamHttp {
                 throw answerTooLarge(error.limit, { endpoint, status: error.status });
             }
             this.keys.report(choice.key, { kind: 'failed' }, this.clock.now());
-            const timedOut = error instanceof Error && (error.name === 'TimeoutError' || /timeout/i.test(error.name + (error as { code?: string }).code));
-            const failure = timedOut ? upstreamTimeout(attemptMs, { endpoint, cause: error }) : upstreamUnavailable('connection failed', { endpoint, cause: error });
-            this.logger.debug('upstream attempt failed', { endpoint, key: choice.fingerprint, error: failure.code, ms: this.clock.now() - started });
+            const timedOut =
+                error instanceof Error &&
+                (error.name === 'TimeoutError' || /timeout/i.test(error.name + (error as { code?: string }).code));
+            const failure = timedOut
+                ? upstreamTimeout(attemptMs, { endpoint, cause: error })
+                : upstreamUnavailable('connection failed', { endpoint, cause: error });
+            this.logger.debug('upstream attempt failed', {
+                endpoint,
+                key: choice.fingerprint,
+                error: failure.code,
+                ms: this.clock.now() - started
+            });
             this.observe({ fingerprint: choice.fingerprint, endpoint, status: 0, ms: this.clock.now() - started });
             return { kind: 'retry', failure };
         }
@@ -371,7 +381,8 @@ export class UpstreamHttp {
         // A 2xx is unwrapped below (one parse); only other answers need the envelope's message.
         const message = status >= 200 && status < 300 ? '' : this.upstreamMessage(envelopeMessage(response.text));
         // "Upgrade your plan" on a 403 is about this endpoint, not a spent quota: only quota words count there.
-        const quotaUsed = status === 403 ? QUOTA_USED_MESSAGE.test(message) : (status === 401 || status === 429) && QUOTA_MESSAGE.test(message);
+        const quotaUsed =
+            status === 403 ? QUOTA_USED_MESSAGE.test(message) : (status === 401 || status === 429) && QUOTA_MESSAGE.test(message);
         if (status === 402 || quotaUsed) {
             this.keys.report(choice.key, { kind: 'exhausted', untilMs: now + this.retry.exhaustedCooldownMs, status }, now);
             this.logger.warn('API key quota used up; trying the next key', { key: choice.fingerprint });
@@ -401,7 +412,11 @@ export class UpstreamHttp {
         if (RETRYABLE_STATUS.has(status)) {
             this.keys.report(choice.key, { kind: 'failed' }, now);
             const retryAt = parseRetryAfter(response.headers['retry-after'], now);
-            return { kind: 'retry', failure: upstreamUnavailable(`HTTP ${status}`, { endpoint, status }), ...(retryAt === undefined ? {} : { retryAt }) };
+            return {
+                kind: 'retry',
+                failure: upstreamUnavailable(`HTTP ${status}`, { endpoint, status }),
+                ...(retryAt === undefined ? {} : { retryAt })
+            };
         }
         this.keys.report(choice.key, { kind: 'ok' }, now);
         if (status === 404) throw notFound(`the endpoint ${endpoint}`, { endpoint });
@@ -420,7 +435,9 @@ export class UpstreamHttp {
         const envelope = body as { success?: unknown; message?: unknown; data?: unknown };
         const message = this.upstreamMessage(envelope.message);
         if (envelope.success === false) {
-            throw QUOTA_MESSAGE.test(message) ? quotaExhausted(message, { endpoint, status: 200 }) : upstreamRejected(message || 'success: false', { endpoint, status: 200 });
+            throw QUOTA_MESSAGE.test(message)
+                ? quotaExhausted(message, { endpoint, status: 200 })
+                : upstreamRejected(message || 'success: false', { endpoint, status: 200 });
         }
         if (envelope.data === undefined || envelope.data === null) return [];
         if (!Array.isArray(envelope.data)) throw schemaDrift('"data" is not a list', { endpoint, status: 200 });
@@ -489,7 +506,13 @@ export class UpstreamHttp {
         return { status: response.statusCode, headers: response.headers, text };
     }
 
-    private async backoff(retry: number, deadline: number, signal: AbortSignal | undefined, endpoint: string, failure: UpstreamError): Promise<void> {
+    private async backoff(
+        retry: number,
+        deadline: number,
+        signal: AbortSignal | undefined,
+        endpoint: string,
+        failure: UpstreamError
+    ): Promise<void> {
         const ceiling = Math.min(this.retry.backoffMaxMs, this.retry.backoffBaseMs * 2 ** retry);
         const wait = Math.floor(this.random() * ceiling);
         if (this.clock.now() + wait >= deadline) throw failure;

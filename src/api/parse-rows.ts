@@ -72,7 +72,9 @@ function inspect<T>(schema: RowSchema<T>, raw: readonly unknown[]): { parsed: Pa
         }
         const values: Record<string, unknown> = {};
         for (const [key, field] of Object.entries(schema.fields)) {
-            const name = field.names.map(candidate => candidate.toLowerCase()).find(candidate => fields.get(candidate) !== undefined && fields.get(candidate) !== null);
+            const name = field.names
+                .map(candidate => candidate.toLowerCase())
+                .find(candidate => fields.get(candidate) !== undefined && fields.get(candidate) !== null);
             const read = field.read(name === undefined ? undefined : fields.get(name));
             if ('wrong' in read) {
                 const upstreamName = field.names[0]!;

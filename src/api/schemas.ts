@@ -1,13 +1,4 @@
-import type {
-    DailyOhlcv,
-    FundamentalGrade,
-    Moonshot,
-    Price,
-    TechnologyGrade,
-    TmGrade,
-    Token,
-    TradingSignal
-} from '../domain/market.js';
+import type { DailyOhlcv, FundamentalGrade, Moonshot, Price, TechnologyGrade, TmGrade, Token, TradingSignal } from '../domain/market.js';
 import { addresses, date, id, label, names, number, signal, text, type Field } from './fields.js';
 
 /**
@@ -201,4 +192,13 @@ export const DailyOhlcvRow = rowSchema(
 );
 
 /** Every row schema, for `doctor` and the property tests. */
-export const ROW_SCHEMAS = [TokenRow, PriceRow, TmGradeRow, FundamentalGradeRow, TechnologyGradeRow, TradingSignalRow, MoonshotRow, DailyOhlcvRow] as const;
+export const ROW_SCHEMAS = [
+    TokenRow,
+    PriceRow,
+    TmGradeRow,
+    FundamentalGradeRow,
+    TechnologyGradeRow,
+    TradingSignalRow,
+    MoonshotRow,
+    DailyOhlcvRow
+] as const;

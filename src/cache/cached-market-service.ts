@@ -1,7 +1,15 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import * as z from 'zod';
 import { checkIds, clampDays, type MarketData, type TokenQuery } from '../api/client.js';
-import { callDeadlinePassed, cancelled, invalidInput, isUpstreamError, rememberedFailure, type ErrorCode, type UpstreamError } from '../api/errors.js';
+import {
+    callDeadlinePassed,
+    cancelled,
+    invalidInput,
+    isUpstreamError,
+    rememberedFailure,
+    type ErrorCode,
+    type UpstreamError
+} from '../api/errors.js';
 import type { Clock } from '../clock.js';
 import type { TtlEndpoint } from '../config.js';
 import {
@@ -221,7 +229,8 @@ export class CachedMarketService implements MarketService {
             ...(options.maxNegativeEntries !== undefined ? { maxNegativeEntries: options.maxNegativeEntries } : {}),
             // Values restored from disk are checked when first used, like values adopted from the shared tier.
             check: isValidEntryValue,
-            onRejected: key => this.logger.warn('cache file entry ignored: unexpected value shape', { kind: key.slice(0, key.indexOf(':')) })
+            onRejected: key =>
+                this.logger.warn('cache file entry ignored: unexpected value shape', { kind: key.slice(0, key.indexOf(':')) })
         });
         this.shared = options.shared ?? null;
         this.counters = Object.fromEntries(CACHE_ENDPOINTS.map(endpoint => [endpoint, emptyStats()])) as CounterTable;
@@ -271,7 +280,13 @@ export class CachedMarketService implements MarketService {
     }
 
     fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<FundamentalGrade[]>> {
-        return this.perToken('fundamentalGrades', 'fundamental', tokenIds, (ids, inner) => this.inner.fundamentalGrades(ids, inner), signal);
+        return this.perToken(
+            'fundamentalGrades',
+            'fundamental',
+            tokenIds,
+            (ids, inner) => this.inner.fundamentalGrades(ids, inner),
+            signal
+        );
     }
 
     technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<TechnologyGrade[]>> {
@@ -335,7 +350,10 @@ export class CachedMarketService implements MarketService {
             return new Map(ids.map(id => [`${prefix}:${id}`, byId.get(id) ?? null]));
         };
         const resolved = await this.lookup(endpoint, items, fetcher, signal, batch);
-        return this.sourced(resolved.flatMap(entry => (entry.value === null ? [] : [entry.value])), resolved);
+        return this.sourced(
+            resolved.flatMap(entry => (entry.value === null ? [] : [entry.value])),
+            resolved
+        );
     }
 
     stats(): CacheStats {
@@ -425,13 +443,18 @@ export class CachedMarketService implements MarketService {
         for (const call of calls) call.join();
         let outcomes: Array<PromiseSettledResult<CacheEntry<V>>>;
         try {
-            outcomes = await untilAborted(Promise.allSettled(slots.map(slot => Promise.resolve(slot as CacheEntry<V> | Promise<CacheEntry<V>>))), signal);
+            outcomes = await untilAborted(
+                Promise.allSettled(slots.map(slot => Promise.resolve(slot as CacheEntry<V> | Promise<CacheEntry<V>>))),
+                signal
+            );
         } catch (error) {
             if (!deadlinePassed(signal)) throw error;
             // The caller's deadline passed while the upstream was still at work: as with an upstream timeout, an
             // older answer beats none, so the entries still pending go through stale-if-error.
             outcomes = slots.map(slot =>
-                slot !== null && !(slot instanceof Promise) ? { status: 'fulfilled', value: slot } : { status: 'rejected', reason: callDeadlinePassed() }
+                slot !== null && !(slot instanceof Promise)
+                    ? { status: 'fulfilled', value: slot }
+                    : { status: 'rejected', reason: callDeadlinePassed() }
             );
         } finally {
             for (const call of calls) call.leave();
@@ -444,7 +467,9 @@ export class CachedMarketService implements MarketService {
         const now = this.clock.now();
         const outcomes = items.map((item): PromiseSettledResult<CacheEntry<V>> => {
             const entry = this.store.get<V>(item.key);
-            return entry !== undefined && now < entry.expiresAt ? { status: 'fulfilled', value: entry } : { status: 'rejected', reason: callDeadlinePassed() };
+            return entry !== undefined && now < entry.expiresAt
+                ? { status: 'fulfilled', value: entry }
+                : { status: 'rejected', reason: callDeadlinePassed() };
         });
         return this.settle(endpoint, items, outcomes);
     }
@@ -635,7 +660,10 @@ export class CachedMarketService implements MarketService {
     ): Promise<Fetched> {
         this.counters[endpoint].upstreamCalls++;
         this.logger.debug('cache miss: calling upstream', { endpoint, entries: items.length });
-        const values = await fetcher(items.map(item => item.param), signal);
+        const values = await fetcher(
+            items.map(item => item.param),
+            signal
+        );
         const fetchedAt = this.clock.now();
         const expiresAt = fetchedAt + this.ttlMs[ENDPOINT_TTL[endpoint]];
         const entries = new Map<string, CacheEntry>();
@@ -814,7 +842,9 @@ export class CachedMarketService implements MarketService {
             });
             if (read > 0) this.logger.debug('cache restored from disk', { read, loaded, entries: this.store.count });
         } catch (error) {
-            this.logger.warn('cache restore failed; starting with an empty cache', { error: error instanceof Error ? error.name : 'unknown' });
+            this.logger.warn('cache restore failed; starting with an empty cache', {
+                error: error instanceof Error ? error.name : 'unknown'
+            });
         } finally {
             this.restored = true;
         }

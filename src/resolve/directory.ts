@@ -99,4 +99,3 @@ export class TokenDirectory {
         for (const key of [...buckets(token.symbol), ...buckets(token.name)]) remove(this.byBucket, key, id);
     }
 }
-

@@ -52,7 +52,9 @@ export class TokenResolver {
         const cleaned = all.filter(input => NUMERIC_ID.test(input) || isValidFilterValue(input));
         // A name seen earlier in this process ("solana" after "SOL") resolves without a lookup, unless it is
         // also a known symbol: the symbol-first rule still decides those.
-        const seenByName = cleaned.filter(input => !NUMERIC_ID.test(input) && this.directory.withName(input).length > 0 && !this.directory.hasSymbol(input));
+        const seenByName = cleaned.filter(
+            input => !NUMERIC_ID.test(input) && this.directory.withName(input).length > 0 && !this.directory.hasSymbol(input)
+        );
         const toLookUp = cleaned.filter(input => !seenByName.includes(input));
         const ids = toLookUp.filter(input => NUMERIC_ID.test(input)).map(Number);
         const symbols = toLookUp.filter(input => !NUMERIC_ID.test(input) && SYMBOL_LIKE.test(input)).map(input => input.toUpperCase());
@@ -67,7 +69,9 @@ export class TokenResolver {
         const found = [...first.data, ...seenByName.flatMap(input => this.directory.withName(input))];
 
         // Names go upstream as the user typed them (the client adds the title-cased form), so the inputs, not the upper-cased symbols.
-        const missedSymbols = toLookUp.filter(input => SYMBOL_LIKE.test(input) && !NUMERIC_ID.test(input) && !first.data.some(token => token.symbol === input.toUpperCase()));
+        const missedSymbols = toLookUp.filter(
+            input => SYMBOL_LIKE.test(input) && !NUMERIC_ID.test(input) && !first.data.some(token => token.symbol === input.toUpperCase())
+        );
         const names = uniqueIgnoringCase([...phrases, ...missedSymbols]);
         if (names.length > 0) {
             const second = await this.market.tokens({ names }, signal);
@@ -97,7 +101,10 @@ export class TokenResolver {
     }
 
     /** Resolve exactly one input, or explain why not. */
-    async resolveOne(input: string, signal?: AbortSignal): Promise<{ token: ResolvedToken; fetchedAt: number; staleAgeS: number | null } | UnresolvedToken> {
+    async resolveOne(
+        input: string,
+        signal?: AbortSignal
+    ): Promise<{ token: ResolvedToken; fetchedAt: number; staleAgeS: number | null } | UnresolvedToken> {
         const resolution = await this.resolve([input], signal);
         const token = resolution.resolved[0];
         return token ? { token, fetchedAt: resolution.fetchedAt, staleAgeS: resolution.staleAgeS } : resolution.unresolved[0]!;

@@ -28,14 +28,29 @@ function history(trends: SignalDirection[], grade = (offset: number) => 60 - off
 }
 
 function candles(closes: number[], volumes: number[]): DailyOhlcv[] {
-    return closes.map((close, offset) => ({ tokenId: 1, date: day(offset), open: close, high: close, low: close, close, volume: volumes[offset] ?? null }));
+    return closes.map((close, offset) => ({
+        tokenId: 1,
+        date: day(offset),
+        open: close,
+        high: close,
+        low: close,
+        close,
+        volume: volumes[offset] ?? null
+    }));
 }
 
 const repeat = <T>(value: T, count: number): T[] => Array.from({ length: count }, () => value);
 
 describe('grade bands', () => {
     it('follows the design thresholds', () => {
-        expect([85, 80, 79.9, 60, 55, 49].map(gradeBand)).toEqual(['high conviction', 'high conviction', 'trend forming', 'trend forming', 'neutral', 'deteriorating']);
+        expect([85, 80, 79.9, 60, 55, 49].map(gradeBand)).toEqual([
+            'high conviction',
+            'high conviction',
+            'trend forming',
+            'trend forming',
+            'neutral',
+            'deteriorating'
+        ]);
     });
 });
 
@@ -72,14 +87,25 @@ describe('current run', () => {
     });
 
     it('dates the run from the latest non-zero TRADING_SIGNAL, even when the trend is the same on both sides of the window', () => {
-        const rows = history(repeat<SignalDirection>('bearish', 6)).map((row, offset) => ({ ...row, event: offset === 3 ? (-1 as const) : (0 as const) }));
+        const rows = history(repeat<SignalDirection>('bearish', 6)).map((row, offset) => ({
+            ...row,
+            event: offset === 3 ? (-1 as const) : (0 as const)
+        }));
         expect(currentRun(rows)).toMatchObject({ signal: 'bearish', since: day(3), lowerBound: false, flips: 1 });
     });
 
     it('speaks for the rows it received, never for a window it did not see', () => {
-        const analysis = analyseSignal({ symbol: 'X', history: history(repeat<SignalDirection>('bullish', 3)), candles: [], peers: [], nowMs: NOW });
+        const analysis = analyseSignal({
+            symbol: 'X',
+            history: history(repeat<SignalDirection>('bullish', 3)),
+            candles: [],
+            peers: [],
+            nowMs: NOW
+        });
         const byName = Object.fromEntries(analysis.checks.map(check => [check.name, check]));
-        expect(byName.signal_stability?.evidence).toBe(`0 flip(s) in 3 daily rows (${day(2)} to ${day(0)}). Too few rows to judge stability.`);
+        expect(byName.signal_stability?.evidence).toBe(
+            `0 flip(s) in 3 daily rows (${day(2)} to ${day(0)}). Too few rows to judge stability.`
+        );
         expect(byName.signal_stability?.status).toBe('unknown');
         expect(byName.flip_timing?.evidence).toMatch(/^No flip in the 3 daily rows/);
         expect(analysis.checks.map(check => check.evidence).join(' ')).not.toMatch(/29/);
@@ -89,7 +115,10 @@ describe('current run', () => {
 
 describe('analyseSignal', () => {
     it('reads a bearish call shared by BTC and ETH as market-wide pressure', () => {
-        const bearish = history([...repeat<SignalDirection>('bearish', 4), ...repeat<SignalDirection>('bullish', 25)], offset => 40 + offset);
+        const bearish = history(
+            [...repeat<SignalDirection>('bearish', 4), ...repeat<SignalDirection>('bullish', 25)],
+            offset => 40 + offset
+        );
         const analysis = analyseSignal({
             symbol: 'SOL',
             history: bearish,
@@ -106,7 +135,12 @@ describe('analyseSignal', () => {
         expect(analysis.signal).toBe('bearish');
         expect(analysis.gradeBand).toBe('deteriorating');
         const status = Object.fromEntries(analysis.checks.map(check => [check.name, check.status]));
-        expect(status).toMatchObject({ volume_confirms_price: 'pass', btc_eth_alignment: 'pass', grade_momentum: 'pass', narrative_fit: 'unknown' });
+        expect(status).toMatchObject({
+            volume_confirms_price: 'pass',
+            btc_eth_alignment: 'pass',
+            grade_momentum: 'pass',
+            narrative_fit: 'unknown'
+        });
         expect(analysis.summary).toMatch(/market-wide pressure/);
         expect(analysis.summary).toMatch(/not investment advice/);
     });

@@ -117,7 +117,12 @@ describe('TokenMetricsClient parsing', () => {
         const moonshots = await client.moonshots('active', 10);
         const sent = fixture('moonshot-tokens-active');
         expect(moonshots).toHaveLength(sent.length);
-        expect(moonshots[0]).toMatchObject({ tokenId: null, symbol: sent[0]!.TOKEN_SYMBOL, marketCapUsd: num(sent[0]!.MARKET_CAP), roiPct: num(sent[0]!.MOONSHOT_ROI) });
+        expect(moonshots[0]).toMatchObject({
+            tokenId: null,
+            symbol: sent[0]!.TOKEN_SYMBOL,
+            marketCapUsd: num(sent[0]!.MARKET_CAP),
+            roiPct: num(sent[0]!.MOONSHOT_ROI)
+        });
         expect(moonshots.every(row => typeof row.marketCapUsd === 'number')).toBe(true);
         for (const id of [3375, 3306]) {
             const candles = await client.dailyOhlcv(id, 7);
@@ -132,7 +137,11 @@ describe('TokenMetricsClient parsing', () => {
         const [technology] = await client.technologyGrades([3375]);
         const sentF = fixture('fundamental-grade').find(row => row.TOKEN_ID === 3375)!;
         const sentT = fixture('technology-grade').find(row => row.TOKEN_ID === 3375)!;
-        expect(fundamental).toMatchObject({ tokenId: 3375, fundamentalGrade: num(sentF.FUNDAMENTAL_GRADE), fundamentalClass: sentF.FUNDAMENTAL_GRADE_CLASS });
+        expect(fundamental).toMatchObject({
+            tokenId: 3375,
+            fundamentalGrade: num(sentF.FUNDAMENTAL_GRADE),
+            fundamentalClass: sentF.FUNDAMENTAL_GRADE_CLASS
+        });
         expect(technology).toMatchObject({ tokenId: 3375, technologyGrade: num(sentT.TECHNOLOGY_GRADE) });
     });
 
@@ -142,9 +151,16 @@ describe('TokenMetricsClient parsing', () => {
         fake.inject({ path: '/price', fault: { kind: 'drift-field', field: 'CURRENT_PRICE', value: { usd: 1 } } });
         const prices = await client.prices([3375, 3306]);
         await client.prices([3988]);
-        expect(prices.map(row => [row.tokenId, row.priceUsd])).toEqual(expect.arrayContaining([[3375, null], [3306, null]]));
+        expect(prices.map(row => [row.tokenId, row.priceUsd])).toEqual(
+            expect.arrayContaining([
+                [3375, null],
+                [3306, null]
+            ])
+        );
         expect(client.drift.stats().wrongKinds).toEqual({ '/price CURRENT_PRICE': 2 });
-        expect(logger.warnings.map(line => [line.msg, line.fields.field])).toEqual([['upstream field drifted: read as null', 'CURRENT_PRICE']]);
+        expect(logger.warnings.map(line => [line.msg, line.fields.field])).toEqual([
+            ['upstream field drifted: read as null', 'CURRENT_PRICE']
+        ]);
     });
 
     it('fails as drift only when no row has its identity, and says how to report it', async () => {
@@ -165,7 +181,10 @@ describe('TokenMetricsClient parsing', () => {
 
     it('pages listings past the 100-row cap', async () => {
         const { client } = clientFor(fake);
-        const ids = fake.world.tokens.filter(token => !fake.world.isFixtureToken(token)).slice(0, 10).map(token => token.id);
+        const ids = fake.world.tokens
+            .filter(token => !fake.world.isFixtureToken(token))
+            .slice(0, 10)
+            .map(token => token.id);
         const rows = await client.tradingSignals(ids, 29);
         // 29 daily rows per token: the fake, like the upstream, has no row for today yet.
         expect(rows).toHaveLength(290);
@@ -207,7 +226,11 @@ describe('TokenMetricsClient faults', () => {
         expect(await failure(client.prices([3375]))).toMatchObject({ code: 'UPSTREAM_REJECTED', status: 400 });
         fake.removeEndpoint('/tm-grade');
         expect((await failure(client.tmGrades([3375]))).code).toBe('NOT_FOUND');
-        fake.inject({ path: '/technology-grade', fault: { kind: 'forbidden', message: 'This endpoint is not available in your plan' }, times: 1 });
+        fake.inject({
+            path: '/technology-grade',
+            fault: { kind: 'forbidden', message: 'This endpoint is not available in your plan' },
+            times: 1
+        });
         expect((await failure(client.technologyGrades([3375]))).code).toBe('NOT_IN_PLAN');
         fake.revoke('tm-test-key-0001');
         expect((await failure(client.prices([3375]))).code).toBe('AUTH_REVOKED');
@@ -221,7 +244,11 @@ describe('TokenMetricsClient faults', () => {
 
     it('keeps a key in service after a 403 for one endpoint outside its plan, and sets it aside when a 403 calls it invalid', async () => {
         const { client } = clientFor(fake, { keys: ['tm-test-key-0001', 'tm-test-key-0002'] });
-        fake.inject({ path: '/fundamental-grade', fault: { kind: 'forbidden', message: 'Upgrade your plan to access this endpoint' }, times: 1 });
+        fake.inject({
+            path: '/fundamental-grade',
+            fault: { kind: 'forbidden', message: 'Upgrade your plan to access this endpoint' },
+            times: 1
+        });
         const error = await failure(client.fundamentalGrades([3375]));
         expect(error).toMatchObject({ code: 'NOT_IN_PLAN', status: 403 });
         expect(error.userMessage).toMatch(/plan does not include \/fundamental-grade.*keeps serving the other tools/s);
@@ -279,7 +306,10 @@ describe('TokenMetricsClient faults', () => {
 
     it('stops retrying at the deadline', async () => {
         const clock = new FakeClock();
-        const { client } = clientFor(fake, { clock, http: { deadlineMs: 1500, retry: { maxRetries: 10, backoffBaseMs: 400, backoffMaxMs: 10_000 } } });
+        const { client } = clientFor(fake, {
+            clock,
+            http: { deadlineMs: 1500, retry: { maxRetries: 10, backoffBaseMs: 400, backoffMaxMs: 10_000 } }
+        });
         const started = clock.now();
         fake.inject({ fault: { kind: 'status', status: 502 } });
         expect((await failure(client.prices([3375]))).code).toBe('UPSTREAM_UNAVAILABLE');
@@ -314,7 +344,10 @@ describe('TokenMetricsClient faults', () => {
     it('surfaces success:false with HTTP 200 with the upstream message', async () => {
         const { client } = clientFor(fake);
         fake.inject({ fault: { kind: 'success-false', message: 'token_id not supported' }, times: 1 });
-        expect(await failure(client.prices([3375]))).toMatchObject({ code: 'UPSTREAM_REJECTED', message: expect.stringContaining('token_id not supported') });
+        expect(await failure(client.prices([3375]))).toMatchObject({
+            code: 'UPSTREAM_REJECTED',
+            message: expect.stringContaining('token_id not supported')
+        });
         fake.inject({ fault: { kind: 'success-false', message: 'Monthly quota exceeded for your plan' }, times: 1 });
         expect((await failure(client.prices([3375]))).code).toBe('QUOTA_EXHAUSTED');
     });

@@ -40,7 +40,9 @@ function keepsIdentity(schema: RowSchema<unknown>, row: Record<string, unknown>,
     const lower = field.toLowerCase();
     if (all.includes(lower)) return false;
     if (any.length === 0) return true;
-    return Object.keys(row).some(name => name.toLowerCase() !== lower && any.includes(name.toLowerCase()) && row[name] !== null && row[name] !== '');
+    return Object.keys(row).some(
+        name => name.toLowerCase() !== lower && any.includes(name.toLowerCase()) && row[name] !== null && row[name] !== ''
+    );
 }
 
 /** Fields whose own kind is a list or a map: the "wrong kinds" below that they legitimately take. */
@@ -71,7 +73,11 @@ describe.each(ROW_SCHEMAS.map(schema => [schema.endpoint, schema as RowSchema<un
                 const { [field]: _dropped, ...rest } = row;
                 const parsed = parseRows(schema, [rest]);
                 const kept = keepsIdentity(schema, row, field);
-                expect({ field, rows: parsed.rows.length, dropped: parsed.dropped }).toEqual({ field, rows: kept ? 1 : 0, dropped: kept ? 0 : 1 });
+                expect({ field, rows: parsed.rows.length, dropped: parsed.dropped }).toEqual({
+                    field,
+                    rows: kept ? 1 : 0,
+                    dropped: kept ? 0 : 1
+                });
                 expect(parsed.wrongKinds).toEqual([]);
             }
         }
@@ -157,7 +163,9 @@ describe('drift reports', () => {
     });
 
     it('takes the trend from TRADING_SIGNAL when a row has no TOKEN_TREND', () => {
-        const parsed = parseRows(schemaFor('/trading-signals'), [{ TOKEN_ID: 3375, DATE: '2025-04-10T00:00:00.000Z', TRADING_SIGNAL: '-1' }]);
+        const parsed = parseRows(schemaFor('/trading-signals'), [
+            { TOKEN_ID: 3375, DATE: '2025-04-10T00:00:00.000Z', TRADING_SIGNAL: '-1' }
+        ]);
         expect(parsed.rows[0]).toMatchObject({ event: -1, trend: -1, date: '2025-04-10T00:00:00.000Z' });
     });
 });

@@ -377,8 +377,24 @@ describe('entry granularity', () => {
         await service.prices([1, 3]);
         await service.dailyOhlcv(1, 7);
         const stats = service.stats();
-        expect(stats.endpoints.prices).toEqual({ hits: 1, misses: 3, sharedHits: 0, coalesced: 0, staleServed: 0, failuresRemembered: 0, upstreamCalls: 2 });
-        expect(stats.totals).toEqual({ hits: 1, misses: 4, sharedHits: 0, coalesced: 0, staleServed: 0, failuresRemembered: 0, upstreamCalls: 3 });
+        expect(stats.endpoints.prices).toEqual({
+            hits: 1,
+            misses: 3,
+            sharedHits: 0,
+            coalesced: 0,
+            staleServed: 0,
+            failuresRemembered: 0,
+            upstreamCalls: 2
+        });
+        expect(stats.totals).toEqual({
+            hits: 1,
+            misses: 4,
+            sharedHits: 0,
+            coalesced: 0,
+            staleServed: 0,
+            failuresRemembered: 0,
+            upstreamCalls: 3
+        });
         expect(stats.entries).toBe(4);
     });
 });

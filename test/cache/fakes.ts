@@ -62,7 +62,14 @@ export interface InnerCall {
     signal: AbortSignal | undefined;
 }
 
-export const token = (tokenId: number, symbol: string, name: string): Token => ({ tokenId, symbol, name, categories: [], exchanges: [], contracts: {} });
+export const token = (tokenId: number, symbol: string, name: string): Token => ({
+    tokenId,
+    symbol,
+    name,
+    categories: [],
+    exchanges: [],
+    contracts: {}
+});
 
 export const TOKENS: Token[] = [
     token(3375, 'BTC', 'Bitcoin'),

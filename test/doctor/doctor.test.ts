@@ -22,12 +22,15 @@ const KEY = 'tm-doctor-test-key-0123456789abcdef';
 const ENDPOINTS = ROW_SCHEMAS.map(schema => schema.endpoint);
 
 /** The built CLI, found from test/doctor and from its build in dist/test/doctor. */
-const CLI = ['../../dist/src/cli.js', '../../src/cli.js'].map(relative => fileURLToPath(new URL(relative, import.meta.url))).find(path => existsSync(path))!;
+const CLI = ['../../dist/src/cli.js', '../../src/cli.js']
+    .map(relative => fileURLToPath(new URL(relative, import.meta.url)))
+    .find(path => existsSync(path))!;
 
 /** Every 8-character piece of the key found in `text`. */
 const keyPieces = (text: string): string[] => {
     const found: string[] = [];
-    for (let start = 0; start + 8 <= KEY.length; start++) if (text.includes(KEY.slice(start, start + 8))) found.push(KEY.slice(start, start + 8));
+    for (let start = 0; start + 8 <= KEY.length; start++)
+        if (text.includes(KEY.slice(start, start + 8))) found.push(KEY.slice(start, start + 8));
     return found;
 };
 
@@ -66,7 +69,8 @@ function block(run: Run, endpoint: string): string {
 
 describe('crypto-intel-mcp doctor (built CLI against the fake upstream)', () => {
     let fake: FakeUpstream;
-    const doctor = (env: Record<string, string> = {}) => cli(['doctor'], { TOKEN_METRICS_BASE_URL: fake.baseUrl, TOKEN_METRICS_API_KEY: KEY, ...env });
+    const doctor = (env: Record<string, string> = {}) =>
+        cli(['doctor'], { TOKEN_METRICS_BASE_URL: fake.baseUrl, TOKEN_METRICS_API_KEY: KEY, ...env });
 
     beforeAll(async () => {
         fake = await FakeUpstream.start();
@@ -105,7 +109,8 @@ describe('crypto-intel-mcp doctor (built CLI against the fake upstream)', () => 
         await doctor();
         const query = (path: string) => fake.calls.find(call => call.path === path)!.query;
         expect(query('/tokens')).toEqual({ symbol: 'BTC' });
-        for (const path of ['/price', '/tm-grade', '/fundamental-grade', '/technology-grade']) expect(query(path)).toEqual({ token_id: '3375' });
+        for (const path of ['/price', '/tm-grade', '/fundamental-grade', '/technology-grade'])
+            expect(query(path)).toEqual({ token_id: '3375' });
         expect(query('/moonshot-tokens')).toEqual({ type: 'active', limit: '10', page: '1' });
         for (const path of ['/trading-signals', '/daily-ohlcv']) {
             const { token_id, startDate, endDate } = query(path);
@@ -134,12 +139,17 @@ describe('crypto-intel-mcp doctor (built CLI against the fake upstream)', () => 
         expect(block(run, '/technology-grade')).toMatch(/^FAIL +\/technology-grade +403 NOT_IN_PLAN +\d+ ms$/m);
         expect(block(run, '/technology-grade')).toContain('plan');
         for (const endpoint of ENDPOINTS.filter(endpoint => endpoint !== '/technology-grade')) expect(block(run, endpoint)).toMatch(/^OK /);
-        expect(run.lines.filter(Boolean).at(-1)).toMatch(/^Verdict: FAIL: 1 of 8 endpoints failed \(\/technology-grade 403 NOT_IN_PLAN\)\.$/);
+        expect(run.lines.filter(Boolean).at(-1)).toMatch(
+            /^Verdict: FAIL: 1 of 8 endpoints failed \(\/technology-grade 403 NOT_IN_PLAN\)\.$/
+        );
     });
 
     it('never prints the key, not even when the upstream echoes it or a piece of it', async () => {
         fake.inject({ path: '/price', fault: { kind: 'status', status: 400, message: `bad key ${KEY}, or ${KEY.slice(0, 14)}…?` } });
-        fake.inject({ path: '/tm-grade', fault: { kind: 'status', status: 400, message: `see https://api.example/v2/tm-grade?api_key=${KEY}&token_id=3375` } });
+        fake.inject({
+            path: '/tm-grade',
+            fault: { kind: 'status', status: 400, message: `see https://api.example/v2/tm-grade?api_key=${KEY}&token_id=3375` }
+        });
         const run = await doctor({ CRYPTO_INTEL_LOG_LEVEL: 'debug' });
         expect(run.code).toBe(1);
         expect(block(run, '/price')).toMatch(/400 UPSTREAM_REJECTED/);
@@ -192,14 +202,27 @@ describe('doctor plan', () => {
         expect(Object.keys(DOCTOR_QUERIES).sort()).toEqual([...ENDPOINTS].sort());
         const probes = planProbes(NOW);
         expect(probes.map(probe => probe.endpoint)).toEqual(ENDPOINTS);
-        expect(probes.find(probe => probe.endpoint === '/daily-ohlcv')!.query).toEqual({ token_id: 3375, startDate: '2025-03-03', endDate: '2025-03-10' });
-        expect(probes.find(probe => probe.endpoint === '/trading-signals')!.query).toEqual({ token_id: 3375, startDate: '2025-03-03', endDate: '2025-03-10' });
+        expect(probes.find(probe => probe.endpoint === '/daily-ohlcv')!.query).toEqual({
+            token_id: 3375,
+            startDate: '2025-03-03',
+            endDate: '2025-03-10'
+        });
+        expect(probes.find(probe => probe.endpoint === '/trading-signals')!.query).toEqual({
+            token_id: 3375,
+            startDate: '2025-03-03',
+            endDate: '2025-03-10'
+        });
     });
 
     it('fails loudly when a schema has no query, or a query no schema', () => {
         const added = { ...PriceRow, endpoint: '/sentiment' };
         expect(() => planProbes(NOW, [...ROW_SCHEMAS, added])).toThrow(/no query for \/sentiment/);
-        expect(() => planProbes(NOW, ROW_SCHEMAS.filter(schema => schema.endpoint !== '/price'))).toThrow(/DOCTOR_QUERIES names \/price/);
+        expect(() =>
+            planProbes(
+                NOW,
+                ROW_SCHEMAS.filter(schema => schema.endpoint !== '/price')
+            )
+        ).toThrow(/DOCTOR_QUERIES names \/price/);
     });
 });
 
@@ -212,7 +235,8 @@ describe('doctor runner', () => {
                 requests.push(req);
                 now += 25;
                 if (req.path === '/tm-grade') throw upstreamTimeout(10_000, { endpoint: req.path });
-                if (req.path === '/price') return { rows: [{ TOKEN_ID: 3375, CURRENT_PRICE: 'soon' }, { CURRENT_PRICE: 1 }], servedBy: 'tm-…beef' };
+                if (req.path === '/price')
+                    return { rows: [{ TOKEN_ID: 3375, CURRENT_PRICE: 'soon' }, { CURRENT_PRICE: 1 }], servedBy: 'tm-…beef' };
                 return { rows: [], servedBy: 'tm-…beef' };
             }
         };
@@ -306,8 +330,22 @@ describe('doctor report', () => {
 
     it('is OK, exit 0, when every endpoint answered and parsed, noting endpoints without rows', () => {
         const results: ProbeResult[] = [
-            { endpoint: '/tokens', ok: true, status: 200, ms: 1, servedBy: 'tm-…beef', report: report(1, { missing: ['CONTRACT_ADDRESS'] }) },
-            { endpoint: '/moonshot-tokens', ok: true, status: 200, ms: 1, servedBy: 'tm-…beef', report: report(0, { missing: ['TOKEN_ID', 'TOKEN_NAME'] }) }
+            {
+                endpoint: '/tokens',
+                ok: true,
+                status: 200,
+                ms: 1,
+                servedBy: 'tm-…beef',
+                report: report(1, { missing: ['CONTRACT_ADDRESS'] })
+            },
+            {
+                endpoint: '/moonshot-tokens',
+                ok: true,
+                status: 200,
+                ms: 1,
+                servedBy: 'tm-…beef',
+                report: report(0, { missing: ['TOKEN_ID', 'TOKEN_NAME'] })
+            }
         ];
         const lines = formatReport({ ...header, endpoints: 2 }, results);
         expect(lines).toContain('      missing     (no rows to check)');
@@ -316,19 +354,41 @@ describe('doctor report', () => {
     });
 
     it('counts dropped rows and an unreadable answer as drift', () => {
-        const dropped: ProbeResult = { endpoint: '/price', ok: true, status: 200, ms: 1, servedBy: 'tm-…beef', report: report(0, { dropped: 2 }) };
-        const unreadable: ProbeResult = { endpoint: '/tokens', ok: false, status: 200, code: 'SCHEMA_DRIFT', message: 'bad JSON', hint: 'report it', ms: 1 };
+        const dropped: ProbeResult = {
+            endpoint: '/price',
+            ok: true,
+            status: 200,
+            ms: 1,
+            servedBy: 'tm-…beef',
+            report: report(0, { dropped: 2 })
+        };
+        const unreadable: ProbeResult = {
+            endpoint: '/tokens',
+            ok: false,
+            status: 200,
+            code: 'SCHEMA_DRIFT',
+            message: 'bad JSON',
+            hint: 'report it',
+            ms: 1
+        };
         const lines = formatReport(header, [dropped, unreadable]);
         expect(lines).toContain('      rows        0, 2 dropped (no identity)');
-        expect(lines.at(-1)).toMatch(/^Verdict: DRIFT: schema drift on 2 endpoints \(\/price: 2 rows dropped, \/tokens: unreadable answer\)/);
+        expect(lines.at(-1)).toMatch(
+            /^Verdict: DRIFT: schema drift on 2 endpoints \(\/price: 2 rows dropped, \/tokens: unreadable answer\)/
+        );
         expect(doctorExitCode([dropped])).toBe(1);
         expect(doctorExitCode([unreadable])).toBe(1);
     });
 
     it('wraps long lists and sentences under their label', () => {
         const missing = Array.from({ length: 12 }, (_, index) => `A_RATHER_LONG_FIELD_NAME_${index}`);
-        const lines = formatReport(header, [{ endpoint: '/tokens', ok: true, status: 200, ms: 1, servedBy: 'tm-…beef', report: report(1, { missing }) }]);
-        const block = lines.slice(lines.findIndex(line => line.includes('missing')), lines.findIndex(line => line.includes('unknown')));
+        const lines = formatReport(header, [
+            { endpoint: '/tokens', ok: true, status: 200, ms: 1, servedBy: 'tm-…beef', report: report(1, { missing }) }
+        ]);
+        const block = lines.slice(
+            lines.findIndex(line => line.includes('missing')),
+            lines.findIndex(line => line.includes('unknown'))
+        );
         expect(block.length).toBeGreaterThan(1);
         for (const line of block) expect(line.length).toBeLessThanOrEqual(100);
         expect(block.slice(1).every(line => line.startsWith(' '.repeat(18)))).toBe(true);

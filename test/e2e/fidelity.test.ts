@@ -35,7 +35,11 @@ const lastFlip = (tokenId: number) => signalRows(tokenId).find(row => row.TRADIN
 
 beforeAll(async () => {
     fake = await FakeUpstream.start();
-    ({ client, server } = await startServer({ TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: 'off' }));
+    ({ client, server } = await startServer({
+        TOKEN_METRICS_API_KEY: KEY,
+        TOKEN_METRICS_BASE_URL: fake.baseUrl,
+        CRYPTO_INTEL_CACHE_DIR: 'off'
+    }));
 });
 
 afterAll(async () => {
@@ -128,11 +132,17 @@ describe('the built server reads the upstream as it really is', () => {
 
         const eth = await call('explain_signal', { symbol: 'ETH' });
         expect(signalRows(3306)[0]!.TRADING_SIGNAL).toBe(0);
-        expect(eth.structuredContent).toMatchObject({ signal: 'bullish', since: servedDay(lastFlip(3306).DATE), data_date: servedDay(signalRows(3306)[0]!.DATE) });
+        expect(eth.structuredContent).toMatchObject({
+            signal: 'bullish',
+            since: servedDay(lastFlip(3306).DATE),
+            data_date: servedDay(signalRows(3306)[0]!.DATE)
+        });
         const checks = (eth.structuredContent as { checks: Array<{ name: string; evidence: string }>; signal_rows: number }).checks;
         const rows = (eth.structuredContent as { signal_rows: number }).signal_rows;
         expect(checks.find(check => check.name === 'signal_stability')?.evidence).toMatch(new RegExp(`in ${rows} daily rows`));
-        expect(checks.find(check => check.name === 'btc_eth_alignment')?.evidence).toContain(`BTC bearish since ${servedDay(lastFlip(3375).DATE)}`);
+        expect(checks.find(check => check.name === 'btc_eth_alignment')?.evidence).toContain(
+            `BTC bearish since ${servedDay(lastFlip(3375).DATE)}`
+        );
     });
 
     it('keeps answering when one field drifts, with that field null', async () => {

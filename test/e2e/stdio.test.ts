@@ -20,7 +20,11 @@ const call = async (name: string, args: Record<string, unknown>) => (await clien
 beforeAll(async () => {
     fake = await FakeUpstream.start();
     cacheDir = mkdtempSync(join(tmpdir(), 'crypto-intel-e2e-'));
-    ({ client, server } = await startServer({ TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: cacheDir }));
+    ({ client, server } = await startServer({
+        TOKEN_METRICS_API_KEY: KEY,
+        TOKEN_METRICS_BASE_URL: fake.baseUrl,
+        CRYPTO_INTEL_CACHE_DIR: cacheDir
+    }));
 });
 
 afterAll(async () => {
@@ -104,7 +108,12 @@ describe('the built server when things go wrong', () => {
             TOKEN_METRICS_BASE_URL: fake.baseUrl,
             CRYPTO_INTEL_CACHE_DIR: 'off'
         });
-        const down = await startServer({ TOKEN_METRICS_API_KEY: KEY, TOKEN_METRICS_BASE_URL: deadUrl, CRYPTO_INTEL_CACHE_DIR: 'off', CRYPTO_INTEL_MAX_RETRIES: '1' });
+        const down = await startServer({
+            TOKEN_METRICS_API_KEY: KEY,
+            TOKEN_METRICS_BASE_URL: deadUrl,
+            CRYPTO_INTEL_CACHE_DIR: 'off',
+            CRYPTO_INTEL_MAX_RETRIES: '1'
+        });
         try {
             fake.revoke('tm-e2e-revoked-aaaa');
             fake.revoke('tm-e2e-revoked-bbbb');
@@ -154,7 +163,13 @@ describe('the persistent cache across restarts', () => {
             await second.server.close();
 
             // The first process compacted its journal into the snapshot at exit: corrupt that.
-            writeFileSync(join(dir, readdirSync(dir).find(name => name.endsWith('.snapshot.jsonl'))!), '{"version":1,"entries":[{"key":');
+            writeFileSync(
+                join(
+                    dir,
+                    readdirSync(dir).find(name => name.endsWith('.snapshot.jsonl'))!
+                ),
+                '{"version":1,"entries":[{"key":'
+            );
             const third = await startServer(env);
             const afterCorruption = (await third.client.callTool({ name: 'get_price', arguments: { symbols: ['BTC'] } })) as CallToolResult;
             expect(afterCorruption.isError).toBeFalsy();
@@ -174,7 +189,8 @@ describe('the persistent cache across restarts', () => {
             const [a, b] = await Promise.all([startServer(env), startServer(env)]);
             await Promise.all([a.client.callTool(grades), b.client.callTool(prices)]);
             // b dies without closing, once its journal holds the answer (appended within a second of the call).
-            const journalHolds = (key: string) => readdirSync(dir).some(name => name.includes('.journal-') && readFileSync(join(dir, name), 'utf8').includes(key));
+            const journalHolds = (key: string) =>
+                readdirSync(dir).some(name => name.includes('.journal-') && readFileSync(join(dir, name), 'utf8').includes(key));
             await vi.waitFor(() => expect(journalHolds('"price:3988"')).toBe(true), { timeout: 5_000 });
             b.server.signal('SIGKILL');
             a.server.signal('SIGTERM');

@@ -141,7 +141,11 @@ export function mulberry32(seed: number): () => number {
 
 const round = (value: number, digits = 2): number => Number(value.toFixed(digits));
 const clamp = (value: number, low: number, high: number): number => Math.min(high, Math.max(low, value));
-const slug = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+const slug = (name: string): string =>
+    name
+        .toLowerCase()
+        .replace(/[^a-z0-9]+/g, '-')
+        .replace(/^-|-$/g, '');
 const dayOf = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 /** `TM_GRADE_SIGNAL` bins of the TM grade (five bins over 0-100). */
@@ -158,7 +162,9 @@ function momentum(change: number): string {
 }
 
 function names(list: unknown, key: string): string[] {
-    return Array.isArray(list) ? list.flatMap(item => (item && typeof (item as Row)[key] === 'string' ? [(item as Row)[key] as string] : [])) : [];
+    return Array.isArray(list)
+        ? list.flatMap(item => (item && typeof (item as Row)[key] === 'string' ? [(item as Row)[key] as string] : []))
+        : [];
 }
 
 function byToken(rows: Row[]): Map<number, Row[]> {
@@ -354,7 +360,10 @@ export class FakeWorld {
     }
 
     tokenRow(token: FakeToken): Row {
-        return structuredClone(this.tokenRows.get(token.id) ?? this.generatedRows.get(token.id) ?? { TOKEN_ID: token.id, TOKEN_NAME: token.name, TOKEN_SYMBOL: token.symbol });
+        return structuredClone(
+            this.tokenRows.get(token.id) ??
+                this.generatedRows.get(token.id) ?? { TOKEN_ID: token.id, TOKEN_NAME: token.name, TOKEN_SYMBOL: token.symbol }
+        );
     }
 
     /** Fixture prices verbatim (some are strings); generated ones are strings for even ids, as upstream sometimes does. */
@@ -419,7 +428,11 @@ export class FakeWorld {
             const grade = round(clamp(base + Math.sin(offset / 4) * 12 + (random() - 0.5) * 6, 0, 100));
             const previous = round(clamp(base + Math.sin((offset + 1) / 4) * 12, 0, 100));
             const change = round(grade - previous);
-            const row: Row = { ...latest, TM_GRADE: String(grade), TM_GRADE_24h_PCT_CHANGE: String(round(previous ? (change / previous) * 100 : 0)) };
+            const row: Row = {
+                ...latest,
+                TM_GRADE: String(grade),
+                TM_GRADE_24h_PCT_CHANGE: String(round(previous ? (change / previous) * 100 : 0))
+            };
             row.TM_TRADER_GRADE_24H_CHANGE = String(round((random() - 0.5) * 8));
             row.TM_GRADE_SIGNAL = gradeSignal(grade);
             if ('MOMENTUM' in latest) row.MOMENTUM = momentum(change);
@@ -519,7 +532,11 @@ export class FakeWorld {
      */
     tradingSignalRows(token: FakeToken, range?: DayRange): Row[] {
         const rows = this.signals.get(token.id);
-        if (rows) return this.inRange(rows.map(row => this.served(row)), range);
+        if (rows)
+            return this.inRange(
+                rows.map(row => this.served(row)),
+                range
+            );
 
         const { flips, trend, strategy, p0, traderBase, investorBase, phase } = this.signalPlan(token);
         const closes = this.closes(token);
@@ -546,7 +563,11 @@ export class FakeWorld {
     /** `/daily-ohlcv` rows, newest first: the days of `range`, or the newest day only. Generated rows use DATE (ISO). */
     ohlcvRows(token: FakeToken, range?: DayRange): Row[] {
         const rows = this.candles.get(token.id);
-        if (rows) return this.inRange(rows.map(row => this.served(row)), range);
+        if (rows)
+            return this.inRange(
+                rows.map(row => this.served(row)),
+                range
+            );
         const closes = this.closes(token);
         return this.offsets(range, HISTORY_DAYS).map(offset => {
             const random = mulberry32(token.id * 7919 + 700 + offset);

@@ -257,9 +257,13 @@ export class FakeUpstream {
                         req.socket.destroy();
                         return;
                     case 'status':
-                        return send(fault.status, JSON.stringify({ success: false, message: fault.message ?? `fake error ${fault.status}` }), {
-                            ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {})
-                        });
+                        return send(
+                            fault.status,
+                            JSON.stringify({ success: false, message: fault.message ?? `fake error ${fault.status}` }),
+                            {
+                                ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {})
+                            }
+                        );
                     case 'rate-limit':
                         return send(429, JSON.stringify({ success: false, message: 'Too many requests' }), {
                             ...(fault.retryAfter !== undefined ? { 'retry-after': fault.retryAfter } : {})

@@ -193,7 +193,6 @@ const BAD_MOONSHOT_FIELDS: Record<string, readonly unknown[]> = {
     min_trader_grade: [-1, -0.001, 100.5, 101, 1e308, '50', null, [], { $gt: 0 }, true]
 };
 
-
 function nested(depth: number, leaf: unknown): unknown {
     let value = leaf;
     for (let i = 0; i < depth; i++) value = i % 2 === 0 ? { symbol: value } : [value];

@@ -290,7 +290,10 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             tool: 'get_price',
             args: { symbols: ['FK8'] },
             faults: [{ fault: { kind: 'truncated' }, path: '/price' }],
-            outcome: { cause: /unexpected format \(the response body is not valid JSON\)/, next: /run `crypto-intel-mcp doctor`.*remembered for another 60 s/s },
+            outcome: {
+                cause: /unexpected format \(the response body is not valid JSON\)/,
+                next: /run `crypto-intel-mcp doctor`.*remembered for another 60 s/s
+            },
             bounds: { '/price': 1 }
         },
         {
@@ -387,7 +390,10 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             tool: 'get_grades',
             args: { symbol: 'FK17' },
             faults: [],
-            outcome: { answer: result => expect(result.structuredContent).toMatchObject({ symbol: 'FK17', unavailable: ['tm-grade: not served upstream'] }) },
+            outcome: {
+                answer: result =>
+                    expect(result.structuredContent).toMatchObject({ symbol: 'FK17', unavailable: ['tm-grade: not served upstream'] })
+            },
             bounds: { '/tm-grade': 0 }
         },
         {

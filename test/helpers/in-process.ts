@@ -24,9 +24,19 @@ export interface InProcessServer {
  * The real server (tools, resolver, cache, keys, client) wired to an SDK Client in memory and to the
  * fake upstream, configured through the same environment variables a user sets.
  */
-export async function inProcessServer(fake: FakeUpstream, env: Record<string, string> = {}, clock: Clock = new FakeClock()): Promise<InProcessServer> {
+export async function inProcessServer(
+    fake: FakeUpstream,
+    env: Record<string, string> = {},
+    clock: Clock = new FakeClock()
+): Promise<InProcessServer> {
     const command = loadConfig(
-        { TOKEN_METRICS_API_KEY: 'tm-inproc-0000-9f2c', TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: 'off', CRYPTO_INTEL_LOG_LEVEL: 'debug', ...env },
+        {
+            TOKEN_METRICS_API_KEY: 'tm-inproc-0000-9f2c',
+            TOKEN_METRICS_BASE_URL: fake.baseUrl,
+            CRYPTO_INTEL_CACHE_DIR: 'off',
+            CRYPTO_INTEL_LOG_LEVEL: 'debug',
+            ...env
+        },
         []
     );
     if (command.kind !== 'run') throw new Error('unexpected CLI command');

@@ -71,7 +71,9 @@ export class ServerProcess implements Transport {
     async send(message: JSONRPCMessage): Promise<void> {
         const stdin = this.child?.stdin;
         if (!stdin || stdin.destroyed) throw new Error('server process is not running');
-        await new Promise<void>((resolve, reject) => stdin.write(`${JSON.stringify(message)}\n`, error => (error ? reject(error) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+            stdin.write(`${JSON.stringify(message)}\n`, error => (error ? reject(error) : resolve()))
+        );
     }
 
     /** Close stdin (as a client does on exit) and wait for the process to end. */

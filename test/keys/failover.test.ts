@@ -130,7 +130,10 @@ describe('keys outside their dates', () => {
             try {
                 fake.reset();
                 const error = await rejection(client.prices([3375]));
-                expect(error).toMatchObject({ code: 'NO_API_KEY', message: expect.stringContaining('No configured Token Metrics API key is valid today') });
+                expect(error).toMatchObject({
+                    code: 'NO_API_KEY',
+                    message: expect.stringContaining('No configured Token Metrics API key is valid today')
+                });
                 expect(String(error.message)).toContain('tm-…e1e1, tm-…f1f1');
                 expect(String(error.hint)).toMatch(/crypto-intel-mcp keys/);
                 expect(fake.count()).toBe(0);

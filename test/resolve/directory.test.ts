@@ -2,10 +2,18 @@ import { describe, expect, it } from 'vitest';
 import type { Token } from '../../src/domain/market.js';
 import { TokenDirectory } from '../../src/resolve/directory.js';
 
-const token = (tokenId: number, symbol: string, name: string): Token => ({ tokenId, symbol, name, categories: [], exchanges: [], contracts: {} });
+const token = (tokenId: number, symbol: string, name: string): Token => ({
+    tokenId,
+    symbol,
+    name,
+    categories: [],
+    exchanges: [],
+    contracts: {}
+});
 
 /** Many made-up tokens, as a long session or a team deployment accumulates. */
-const crowd = (count: number): Token[] => Array.from({ length: count }, (_, i) => token(100_000 + i, `Q${i.toString(36).toUpperCase()}`, `Crowd Token ${i}`));
+const crowd = (count: number): Token[] =>
+    Array.from({ length: count }, (_, i) => token(100_000 + i, `Q${i.toString(36).toUpperCase()}`, `Crowd Token ${i}`));
 
 describe('TokenDirectory', () => {
     it('finds tokens by name and symbol in any case', () => {

@@ -56,7 +56,15 @@ describe('TokenResolver against the fake upstream', () => {
         fake.reset();
         const clock = new FakeClock();
         const { client } = clientFor(fake, { clock });
-        const market = createMarketService({ inner: client, clock, logger: silentLogger, staleMaxAgeSeconds: 86_400, batchWindowMs: 0, maxEntries: 1000, cacheDir: null });
+        const market = createMarketService({
+            inner: client,
+            clock,
+            logger: silentLogger,
+            staleMaxAgeSeconds: 86_400,
+            batchWindowMs: 0,
+            maxEntries: 1000,
+            cacheDir: null
+        });
         resolver = new TokenResolver(market);
     });
 

@@ -57,7 +57,14 @@ describe('get_price', () => {
     it('resolves an ambiguous symbol deterministically and names the alternatives', async () => {
         const result = await server.call('get_price', { symbols: ['uni'] });
         expect(result.structuredContent).toMatchObject({
-            prices: [{ symbol: 'UNI', name: 'Uniswap', token_id: 3386, alternatives: [{ symbol: 'UNI', name: 'Universe Token', token_id: 31007 }] }]
+            prices: [
+                {
+                    symbol: 'UNI',
+                    name: 'Uniswap',
+                    token_id: 3386,
+                    alternatives: [{ symbol: 'UNI', name: 'Universe Token', token_id: 31007 }]
+                }
+            ]
         });
         expect(textOf(result)).toContain('Universe Token (id 31007)');
         const byId = await server.call('get_price', { symbols: [31007] });
@@ -68,7 +75,10 @@ describe('get_price', () => {
         await server.call('get_price', { symbols: ['ETH'] });
         const result = await server.call('get_price', { symbols: ['ETHH', 'BTC', 'no such coin'] });
         expect(result.isError).toBeFalsy();
-        const structured = result.structuredContent as { prices: Array<{ symbol: string }>; unresolved: Array<{ input: string; suggestions: string[] }> };
+        const structured = result.structuredContent as {
+            prices: Array<{ symbol: string }>;
+            unresolved: Array<{ input: string; suggestions: string[] }>;
+        };
         expect(structured.prices.map(row => row.symbol)).toEqual(['BTC']);
         expect(structured.unresolved).toEqual([
             { input: 'ETHH', reason: expect.any(String), suggestions: ['ETH (Ethereum, id 3306)'] },
@@ -192,7 +202,10 @@ describe('list_moonshots', () => {
         const sent = fixture('moonshot-tokens-past');
         const rows = (past.structuredContent as { moonshots: Array<{ moonshot_end_at: string | null; roi_pct: number | null }> }).moonshots;
         expect(rows).toHaveLength(sent.length);
-        expect(rows[0]).toMatchObject({ moonshot_end_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_END_AT)), roi_pct: num(sent[0]!.MOONSHOT_ROI) });
+        expect(rows[0]).toMatchObject({
+            moonshot_end_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_END_AT)),
+            roi_pct: num(sent[0]!.MOONSHOT_ROI)
+        });
         expect(textOf(past)).toMatch(/ENDED\s+ROI/);
         expect(textOf(past).length).toBeLessThan(TEXT_BUDGET);
         const cap = Math.max(...sent.map(row => Number(row.MARKET_CAP))) - 1;
@@ -214,7 +227,12 @@ describe('list_moonshots', () => {
 describe('explain_signal', () => {
     it('explains a bullish ETH with dated evidence in two upstream calls', async () => {
         const result = await server.call('explain_signal', { symbol: 'ETH' });
-        const structured = result.structuredContent as { signal: string; since: string; checks: Array<{ name: string; status: string; evidence: string }>; summary: string };
+        const structured = result.structuredContent as {
+            signal: string;
+            since: string;
+            checks: Array<{ name: string; status: string; evidence: string }>;
+            summary: string;
+        };
         expect(structured.signal).toBe('bullish');
         expect(structured.since).toMatch(/^\d{4}-\d{2}-\d{2}$/);
         expect(structured.checks.map(check => check.name)).toEqual([
@@ -225,7 +243,10 @@ describe('explain_signal', () => {
             'grade_momentum',
             'narrative_fit'
         ]);
-        expect(structured.checks.find(check => check.name === 'volume_confirms_price')).toMatchObject({ status: 'pass', evidence: expect.stringMatching(/\d{4}-\d{2}-\d{2}/) });
+        expect(structured.checks.find(check => check.name === 'volume_confirms_price')).toMatchObject({
+            status: 'pass',
+            evidence: expect.stringMatching(/\d{4}-\d{2}-\d{2}/)
+        });
         expect(structured.checks.find(check => check.name === 'narrative_fit')?.status).toBe('unknown');
         expect(structured.summary).toMatch(/not investment advice/);
         expect(fake.count('/trading-signals')).toBe(1);
@@ -249,7 +270,12 @@ describe('one drifted field never fails a tool', () => {
         { endpoint: '/tokens', fixture: 'tokens', tool: 'get_price', args: { symbols: [3375] } },
         { endpoint: '/price', fixture: 'price', tool: 'get_price', args: { symbols: [3375] } },
         { endpoint: '/tm-grade', fixture: 'tm-grade', tool: 'get_grades', args: { symbol: 3375 } },
-        { endpoint: '/fundamental-grade', fixture: 'fundamental-grade', tool: 'get_grades', args: { symbol: 3375, include: ['fundamental'] } },
+        {
+            endpoint: '/fundamental-grade',
+            fixture: 'fundamental-grade',
+            tool: 'get_grades',
+            args: { symbol: 3375, include: ['fundamental'] }
+        },
         { endpoint: '/technology-grade', fixture: 'technology-grade', tool: 'get_grades', args: { symbol: 3375, include: ['technology'] } },
         { endpoint: '/trading-signals', fixture: 'trading-signals', tool: 'explain_signal', args: { symbol: 3375 } },
         { endpoint: '/daily-ohlcv', fixture: 'daily-ohlcv', tool: 'explain_signal', args: { symbol: 3375 } },
@@ -257,22 +283,30 @@ describe('one drifted field never fails a tool', () => {
     ];
     const IDENTITY = new Set(['TOKEN_ID']);
 
-    it.each(READERS)('$endpoint: every field replaced by an object, a list or "n/a" still answers ($tool)', async ({ endpoint, fixture: name, tool, args }) => {
-        const fields = [...new Set(fixture(name).flatMap(row => Object.keys(row)))].filter(field => !IDENTITY.has(field));
-        for (const field of fields) {
-            for (const value of [{ unexpected: true }, [1, 2], 'n/a']) {
-                fake.reset();
-                fake.inject({ path: endpoint, fault: { kind: 'drift-field', field, value } });
-                const fresh = await inProcessServer(fake);
-                try {
-                    const result = await fresh.call(tool, args);
-                    expect({ field, value, isError: result.isError ?? false, text: result.isError ? textOf(result) : '' }).toEqual({ field, value, isError: false, text: '' });
-                } finally {
-                    await fresh.close();
+    it.each(READERS)(
+        '$endpoint: every field replaced by an object, a list or "n/a" still answers ($tool)',
+        async ({ endpoint, fixture: name, tool, args }) => {
+            const fields = [...new Set(fixture(name).flatMap(row => Object.keys(row)))].filter(field => !IDENTITY.has(field));
+            for (const field of fields) {
+                for (const value of [{ unexpected: true }, [1, 2], 'n/a']) {
+                    fake.reset();
+                    fake.inject({ path: endpoint, fault: { kind: 'drift-field', field, value } });
+                    const fresh = await inProcessServer(fake);
+                    try {
+                        const result = await fresh.call(tool, args);
+                        expect({ field, value, isError: result.isError ?? false, text: result.isError ? textOf(result) : '' }).toEqual({
+                            field,
+                            value,
+                            isError: false,
+                            text: ''
+                        });
+                    } finally {
+                        await fresh.close();
+                    }
                 }
             }
         }
-    });
+    );
 });
 
 describe('failures become isError results and the server keeps serving', () => {
@@ -316,7 +350,10 @@ describe('failures become isError results and the server keeps serving', () => {
             const result = await timed.call('get_price', { symbols: ['ETH'] });
             expect(result.isError).toBeFalsy();
             // Ten minutes old, plus the retry backoff the fake clock spent before giving up on the upstream.
-            expect(result.structuredContent).toMatchObject({ prices: [{ symbol: 'ETH', price_usd: 3412.55 }], stale_age_s: expect.any(Number) });
+            expect(result.structuredContent).toMatchObject({
+                prices: [{ symbol: 'ETH', price_usd: 3412.55 }],
+                stale_age_s: expect.any(Number)
+            });
             expect((result.structuredContent as { stale_age_s: number }).stale_age_s).toBeGreaterThanOrEqual(600);
             expect((result.structuredContent as { stale_age_s: number }).stale_age_s).toBeLessThan(660);
             expect(textOf(result)).toMatch(/STALE/);

@@ -292,11 +292,20 @@ describe('get_usage', () => {
         const expired = 'tm-usage-dddd-4444-0d0d';
         writeFileSync(
             keyFile,
-            [`${upcoming} label=next not-before=${day(2)}`, `${KEY_A} label=prod-1 expires=${day(3)}`, `${expired} label=old expires=${day(-1)}`].join('\n'),
+            [
+                `${upcoming} label=next not-before=${day(2)}`,
+                `${KEY_A} label=prod-1 expires=${day(3)}`,
+                `${expired} label=old expires=${day(-1)}`
+            ].join('\n'),
             { mode: 0o600 }
         );
         const server = await start(
-            { TOKEN_METRICS_API_KEYS: '', TOKEN_METRICS_API_KEY_FILE: keyFile, CRYPTO_INTEL_CACHE_DIR: dir, CRYPTO_INTEL_MONTHLY_CREDITS: '2' },
+            {
+                TOKEN_METRICS_API_KEYS: '',
+                TOKEN_METRICS_API_KEY_FILE: keyFile,
+                CRYPTO_INTEL_CACHE_DIR: dir,
+                CRYPTO_INTEL_MONTHLY_CREDITS: '2'
+            },
             clock
         );
         await server.call('get_price', { symbols: ['BTC'] });

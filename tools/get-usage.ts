@@ -7,47 +7,43 @@ import { age, utc } from './format.js';
 export const GetUsageInput = z.object({});
 
 const KeyRow = z.object({
-    fingerprint: z.string().describe('The key as logs show it, e.g. "tm-…9f2c"; never the key itself.'),
-    label: z.string().nullable().describe('The label given in the key file or environment.'),
+    fingerprint: z.string(),
+    label: z.string().nullable(),
     state: z
         .enum(['serving', 'rejected', 'rate_limited', 'quota_used_up', 'not_yet_valid', 'expired', 'removed'])
-        .describe(
-            'rejected: the upstream refused it (401/403), set aside until the key file changes or a restart; removed: no longer configured.'
-        ),
-    since: z.string().nullable().describe('rejected: when (ISO 8601, UTC).'),
-    until: z.string().nullable().describe('rate_limited, quota_used_up: when it is tried again; not_yet_valid: its not-before.'),
-    expires_at: z.string().nullable().describe('When the key file says it stops being used.'),
-    not_in_plan: z.array(z.string()).describe('Endpoints that answered "not in your plan" (403) for this key.'),
+        .describe('rejected: refused by the upstream (401/403), set aside; removed: no longer configured.'),
+    since: z.string().nullable(),
+    until: z.string().nullable().describe('rate_limited, quota_used_up: tried again then; not_yet_valid: its not-before.'),
+    expires_at: z.string().nullable(),
+    not_in_plan: z.array(z.string()).describe('Endpoints that answered 403 "not in your plan".'),
     credits_today: z.number(),
     credits_month: z.number(),
-    last_success: z.string().nullable().describe('Its last successful upstream answer (ISO 8601, UTC).')
+    last_success: z.string().nullable()
 });
 
 export const GetUsageOutput = z.object({
-    month: z.string().describe('The calendar month counted, YYYY-MM (UTC).'),
-    day: z.string().describe('The day counted, YYYY-MM-DD (UTC).'),
-    credits_today: z.number().describe('Upstream requests answered today, all keys: one credit each.'),
+    month: z.string().describe('YYYY-MM, UTC.'),
+    day: z.string(),
+    credits_today: z.number().describe('Upstream answers today, all keys: one credit each.'),
     credits_month: z.number(),
-    monthly_credits: z.number().nullable().describe('CRYPTO_INTEL_MONTHLY_CREDITS; null when not set.'),
+    monthly_credits: z.number().nullable().describe('CRYPTO_INTEL_MONTHLY_CREDITS, or null.'),
     quota_used_pct: z.number().nullable(),
-    quota_warnings: z.array(z.number()).describe('Thresholds reached this month: 80 and/or 95 (percent of monthly_credits).'),
+    quota_warnings: z.array(z.number()).describe('Thresholds reached: 80, 95 (% of monthly_credits).'),
     keys: z.array(KeyRow),
     cache: z.object({
-        answers_from_cache: z.number().describe('Answers (per token and endpoint) served from the cache this month.'),
-        shared_in_flight: z.number().describe('Answers that joined an upstream request already in flight.'),
-        credits_saved: z.number().describe('Credits those answers saved (one upstream request can cover many tokens).'),
-        stale_served: z.number().describe('Expired answers served because the upstream failed.')
+        answers_from_cache: z.number(),
+        shared_in_flight: z.number(),
+        credits_saved: z.number(),
+        stale_served: z.number().describe('Expired answers served while the upstream failed.')
     }),
     latency_last_hour: z.object({ answers: z.number(), p50_ms: z.number().nullable(), p95_ms: z.number().nullable() }),
     endpoints: z
         .array(z.object({ endpoint: z.string(), last_answer_at: z.string(), age_s: z.number() }))
-        .describe('The newest upstream answer per endpoint in this process: how old the freshest data of each kind is.'),
+        .describe('The newest upstream answer per endpoint in this process.'),
     storage: z
         .enum(['redis', 'file', 'memory'])
-        .describe(
-            'redis: all replicas of a team deployment together; file: kept in the cache directory across restarts; memory: since this start only.'
-        ),
-    shared: z.boolean().describe("false when Redis could not be read: the figures are then this replica's only."),
+        .describe('redis: all replicas together; file: kept across restarts; memory: since this start.'),
+    shared: z.boolean().describe('false while Redis cannot be read: this replica only.'),
     as_of: z.string()
 });
 
@@ -112,9 +108,8 @@ export const getUsage = defineTool({
     name: 'get_usage',
     title: 'Credits used and key health',
     description:
-        "Token Metrics credits spent through this server today and this month (UTC) per API key, what the cache saved, each key's state " +
-        '(serving, rejected, rate-limited, quota used up) and upstream latency. Costs no credit: it reads local counters only. ' +
-        'Use for "how many credits have I used?" or "is my key working?".',
+        "Credits spent through this server today and this month per API key, what the cache saved, each key's health and " +
+        'upstream latency. Free: reads local counters. For "how many credits have I used?", "is my key working?".',
     inputSchema: GetUsageInput,
     outputSchema: GetUsageOutput,
     annotations: {

@@ -332,7 +332,7 @@ describe('get_usage', () => {
         const server = await start();
         const tool = (await server.client.listTools()).tools.find(entry => entry.name === 'get_usage')!;
         expect(tool.annotations).toMatchObject({ readOnlyHint: true, openWorldHint: false });
-        expect(tool.description).toMatch(/Costs no credit/);
+        expect(tool.description).toMatch(/Free: reads local counters/);
         await server.call('get_usage', {});
         expect(fake.calls).toEqual([]);
     });

@@ -264,8 +264,7 @@ export class CachedMarketService implements MarketService {
         for (const param of params) if (!items.has(tokenKey(param))) items.set(tokenKey(param), { key: tokenKey(param), param });
 
         const fetcher: Fetcher<TokenParam, Token[]> = (params, inner) => this.fetchTokens(params, inner);
-        // Batched like prices: the lookups of concurrent calls (40 clients asking about 40 new symbols) share one request.
-        const resolved = await this.lookup('tokens', [...items.values()], fetcher, signal, true);
+        const resolved = await this.lookup('tokens', [...items.values()], fetcher, signal);
         const seen = new Set<number>();
         const data = resolved.flatMap(entry => entry.value).filter(token => !seen.has(token.tokenId) && seen.add(token.tokenId));
         return this.sourced(data, resolved);

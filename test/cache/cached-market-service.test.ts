@@ -87,26 +87,6 @@ describe('price batching', () => {
         expect(service.stats().endpoints.prices).toMatchObject({ misses: 25, upstreamCalls: 1 });
     });
 
-    it('merges the token lookups of concurrent calls into one upstream call', async () => {
-        const { service, inner } = harness({ batchWindowMs: 5 });
-        const [btc, eth, sol, byName, unknown] = await Promise.all([
-            service.tokens({ symbols: ['BTC'] }),
-            service.tokens({ symbols: ['ETH'] }),
-            service.tokens({ ids: [3988] }),
-            service.tokens({ names: ['Pepe'] }),
-            service.tokens({ symbols: ['NOPE'] })
-        ]);
-        expect(inner.count('tokens')).toBe(1);
-        expect(inner.calls[0]!.args[0]).toEqual({ symbols: ['BTC', 'ETH', 'NOPE'], names: ['Pepe'], ids: [3988] });
-        expect([btc, eth, sol, byName, unknown].map(result => result.data.map(row => row.symbol))).toEqual([
-            ['BTC'],
-            ['ETH'],
-            ['SOL'],
-            ['PEPE'],
-            []
-        ]);
-    });
-
     it('caches an id the upstream omits as absent for the price TTL', async () => {
         const { service, inner, clock } = harness();
         inner.missingPrices.add(42);

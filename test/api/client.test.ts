@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { UpstreamError } from '../../src/api/errors.js';
 import { RecordingLogger } from '../cache/fakes.js';
-import { FakeUpstream, fixture } from '../fake-upstream/index.js';
+import { FakeUpstream, fixture, fixtureNumber as num } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { clientFor } from '../helpers/client.js';
 
@@ -16,9 +16,6 @@ afterAll(async () => {
 beforeEach(() => {
     fake.reset();
 });
-
-/** A fixture value as the client reads it: numbers and numeric strings are numbers, absent is null. */
-const num = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
 
 async function failure(promise: Promise<unknown>): Promise<UpstreamError> {
     try {

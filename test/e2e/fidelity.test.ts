@@ -1,7 +1,7 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FakeUpstream, fixture } from '../fake-upstream/index.js';
+import { FakeUpstream, fixture, fixtureNumber as num } from '../fake-upstream/index.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
 
 /**
@@ -18,8 +18,6 @@ let server: ServerProcess;
 
 const text = (result: CallToolResult): string => result.content.map(part => (part.type === 'text' ? part.text : '')).join('\n');
 const call = async (name: string, args: Record<string, unknown>) => (await client.callTool({ name, arguments: args })) as CallToolResult;
-/** A fixture value as the tools read it: numbers and numeric strings are numbers, absent is null. */
-const num = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
 /** The day the fake serves for a fixture date. */
 const servedDay = (date: unknown): string => fake.world.shiftedDate(String(date)).slice(0, 10);
 

@@ -100,6 +100,9 @@ export function fixture(name: FixtureName): Row[] {
     return structuredClone(load(name).rows);
 }
 
+/** A fixture value as the server reads it: numbers and numeric strings are numbers, absent or null is null. */
+export const fixtureNumber = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
+
 /** The public source(s) whose shape a fixture copies. */
 export function fixtureSource(name: FixtureName): string {
     return load(name).source;

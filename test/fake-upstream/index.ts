@@ -20,6 +20,7 @@ export {
     FIXTURE_NAMES,
     FIXTURE_NEWEST_DAY,
     fixture,
+    fixtureNumber,
     fixtureSource,
     fixturesDir,
     mulberry32,

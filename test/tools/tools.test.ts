@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FakeUpstream, fixture } from '../fake-upstream/index.js';
+import { FakeUpstream, fixture, fixtureNumber as num } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { inProcessServer, textOf, type InProcessServer } from '../helpers/in-process.js';
 
@@ -19,9 +19,6 @@ beforeEach(async () => {
 afterEach(async () => {
     await server.close();
 });
-
-/** A fixture value as the tools read it: numbers and numeric strings are numbers, absent is null. */
-const num = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
 
 /** Text the model reads must stay small even for the largest allowed input. */
 const TEXT_BUDGET = 1_500;

@@ -2,7 +2,7 @@ import { TokenMetricsClient } from './api/client.js';
 import { FileAuditLog } from './audit/audit-log.js';
 import { teeAudit } from './audit/redis-stream.js';
 import type { DriftStats } from './api/drift.js';
-import { Semaphore, UpstreamHttp } from './api/http.js';
+import { Semaphore, UpstreamHttp, type HttpOptions } from './api/http.js';
 import { createMarketService } from './cache/index.js';
 import type { MarketService } from './cache/market-service.js';
 import type { Clock } from './clock.js';
@@ -38,6 +38,18 @@ export interface Runtime {
     close(): Promise<void>;
 }
 
+/** The upstream client's settings from the configuration: the server and `doctor` talk to the API alike. */
+export function upstreamOptions(config: Config): HttpOptions {
+    return {
+        baseUrl: config.baseUrl,
+        attemptTimeoutMs: config.upstream.attemptTimeoutMs,
+        deadlineMs: config.upstream.deadlineMs,
+        concurrency: config.upstream.concurrency,
+        maxBodyBytes: config.upstream.maxBodyBytes,
+        retry: { maxRetries: config.upstream.maxRetries }
+    };
+}
+
 /** Composition root: the only place that wires modules together. */
 export function createRuntime(config: Config, base: RuntimeBase): Runtime {
     const { clock, logger, redactor, shared } = base;
@@ -66,13 +78,8 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
     });
     const http = new UpstreamHttp(
         {
+            ...upstreamOptions(config),
             onAttempt: attempt => usage.record(attempt),
-            baseUrl: config.baseUrl,
-            attemptTimeoutMs: config.upstream.attemptTimeoutMs,
-            deadlineMs: config.upstream.deadlineMs,
-            concurrency: config.upstream.concurrency,
-            maxBodyBytes: config.upstream.maxBodyBytes,
-            retry: { maxRetries: config.upstream.maxRetries },
             ...(shared ? { limiter: shared.limiter(new Semaphore(config.upstream.concurrency)) } : {})
         },
         keys,

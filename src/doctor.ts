@@ -1,3 +1,4 @@
+import { upstreamOptions } from './app.js';
 import { isUpstreamError } from './api/errors.js';
 import { UpstreamHttp, type QueryValue, type UpstreamPage, type UpstreamRequest } from './api/http.js';
 import { inspectRows, type RowReport } from './api/parse-rows.js';
@@ -318,19 +319,7 @@ export async function doctorCommand(config: Config, io: DoctorIo = stdoutIo): Pr
         watch: false,
         allowSharedKeyFile: config.allowSharedKeyFile
     });
-    const http = new UpstreamHttp(
-        {
-            baseUrl: config.baseUrl,
-            attemptTimeoutMs: config.upstream.attemptTimeoutMs,
-            deadlineMs: config.upstream.deadlineMs,
-            concurrency: config.upstream.concurrency,
-            maxBodyBytes: config.upstream.maxBodyBytes,
-            retry: { maxRetries: config.upstream.maxRetries }
-        },
-        keys,
-        clock,
-        logger
-    );
+    const http = new UpstreamHttp(upstreamOptions(config), keys, clock, logger);
     try {
         const summary = keys.describe();
         if (summary.configured === 0) {

@@ -11,23 +11,13 @@ import type {
     Token,
     TradingSignal
 } from '../../src/domain/market.js';
-import type { Clock } from '../../src/clock.js';
 import type { LogFields, Logger, LogLevel } from '../../src/logger.js';
+import { FakeClock as SharedFakeClock } from '../helpers/clock.js';
 
-/** A clock that only moves when the test says so. */
-export class FakeClock implements Clock {
-    constructor(private current = Date.UTC(2026, 0, 15, 12, 0, 0)) {}
-
-    now(): number {
-        return this.current;
-    }
-
-    advance(ms: number): void {
-        this.current += ms;
-    }
-
-    async sleep(ms: number): Promise<void> {
-        this.current += ms;
+/** The cache tests' clock: the shared test clock, started mid-January so that the fake rows' dates are recent. */
+export class FakeClock extends SharedFakeClock {
+    constructor(start = Date.UTC(2026, 0, 15, 12, 0, 0)) {
+        super(start);
     }
 }
 

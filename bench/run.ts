@@ -24,7 +24,12 @@ const UPSTREAM_LATENCY_MS = 50;
 const WARM_CALLS = 240;
 const STARTS = 7;
 const KEY = 'tm-bench-0000-0000-b3nc';
-const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
+/**
+ * Where a run's figures go: a git-ignored file, so a run on a busy laptop does not rewrite the recorded figures;
+ * `npm run bench -- --record` writes the tracked `latest.json` that closing notes and reviews quote.
+ */
+const RECORD = process.argv.includes('--record');
+const RESULTS = fileURLToPath(new URL(`../../bench/results/${RECORD ? 'latest.json' : 'last-run.json'}`, import.meta.url));
 
 interface QuestionFigures {
     ask: string;
@@ -281,7 +286,9 @@ async function main(): Promise<void> {
         process.stdout.write(`${lines.join('\n')}\n`);
         mkdirSync(join(RESULTS, '..'), { recursive: true });
         writeFileSync(RESULTS, `${JSON.stringify(summary, null, 2)}\n`);
-        process.stdout.write(`\nfigures written to bench/results/latest.json\n`);
+        process.stdout.write(
+            `\nfigures written to bench/results/${RECORD ? 'latest.json (recorded)' : 'last-run.json (npm run bench -- --record to record them)'}\n`
+        );
     } finally {
         for (const server of servers) await server.close();
         await fake.close();

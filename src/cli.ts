@@ -75,9 +75,19 @@ HTTP only (--http):
   CRYPTO_INTEL_HTTP_AUTH_FAILURES_PER_MIN  failed bearer attempts per client address before 429 (default 10; 0 = off)
 `;
 
-/** --help and --version are not stdio mode: they print for a person and exit, so stdout is theirs. */
+/**
+ * --help, --version, doctor and keys are not stdio mode: they print for a person and exit, so stdout is theirs. The
+ * write is synchronous, so the text is out before the exit; a non-blocking pipe (macOS) that is full is retried.
+ */
 function printForPerson(text: string): void {
-    writeSync(1, text);
+    let rest = Buffer.from(text);
+    while (rest.length > 0) {
+        try {
+            rest = rest.subarray(writeSync(1, rest));
+        } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+        }
+    }
 }
 
 /** How long a SIGTERM waits for requests in flight before closing them. */
@@ -206,9 +216,10 @@ function requestsInFlight() {
 
 /** Resolves once what was written to stdout has gone out, or after `limitMs` (a reader that stopped reading). */
 function flushStdout(limitMs: number): Promise<void> {
+    if (!process.stdout.writableNeedDrain) return Promise.resolve();
     return new Promise(resolve => {
         setTimeout(resolve, limitMs).unref();
-        process.stdout.write('', () => resolve());
+        process.stdout.once('drain', () => resolve());
     });
 }
 
@@ -314,14 +325,12 @@ async function main(): Promise<void> {
     if (command.kind === 'doctor') {
         // Loaded only for doctor: the stdio server's start-up does not pay for it.
         const { doctorCommand } = await import('./doctor.js');
-        const code = await doctorCommand(command.config);
-        // Exit once stdout has drained, so a piped report is complete.
-        return void process.stdout.write('', () => process.exit(code));
+        // printForPerson writes synchronously: the report is out when the process exits.
+        process.exit(await doctorCommand(command.config, { write: printForPerson }));
     }
     if (command.kind === 'keys') {
         const { keysCommand } = await import('./keys/command.js');
-        const code = keysCommand(command.config);
-        return void process.stdout.write('', () => process.exit(code));
+        process.exit(keysCommand(command.config, { write: printForPerson }));
     }
     if (command.config.transport === 'http') await serveHttp(command.config);
     else await serveStdio(command.config);

@@ -288,18 +288,16 @@ Keys are created in the API section of your Token Metrics account.
 `;
 
 export interface DoctorIo {
-    /** Where the report goes: stdout for a person, by default. */
+    /** Where the report goes: the CLI passes its one writer for a person (stdout outside stdio mode). */
     write(text: string): void;
     clock?: Clock;
 }
-
-const stdoutIo: DoctorIo = { write: text => void process.stdout.write(text) };
 
 /**
  * The `doctor` command: the server's key and HTTP settings, no cache, no Redis. Returns the exit code: 0 healthy,
  * 1 drift or a failed endpoint, 2 no key configured.
  */
-export async function doctorCommand(config: Config, io: DoctorIo = stdoutIo): Promise<number> {
+export async function doctorCommand(config: Config, io: DoctorIo): Promise<number> {
     const clock = io.clock ?? systemClock;
     const redactor = new Redactor();
     const logger = new StderrLogger(config.logLevel, redactor);

@@ -148,7 +148,7 @@ export function formatKeys(
  * The command: returns the exit code. 0: at least one key is usable now; 1: keys are configured but none is usable
  * (each expired, not yet valid or refused); 2: no key is configured, or the key file is refused (permissions).
  */
-export function keysCommand(config: Config, io: KeysIo = { write: text => void process.stdout.write(text) }): number {
+export function keysCommand(config: Config, io: KeysIo): number {
     const clock = io.clock ?? systemClock;
     const redactor = new Redactor();
     const notes = new NoteLogger(redactor);

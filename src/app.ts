@@ -7,7 +7,7 @@ import { createMarketService } from './cache/index.js';
 import type { MarketService } from './cache/market-service.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import { KeyManager } from './keys/manager.js';
+import { KeyManager, keySources } from './keys/manager.js';
 import type { Logger } from './logger.js';
 import type { Redactor } from './redact.js';
 import type { RedisHealth, SharedServices } from './redis/index.js';
@@ -54,12 +54,10 @@ export function upstreamOptions(config: Config): HttpOptions {
 export function createRuntime(config: Config, base: RuntimeBase): Runtime {
     const { clock, logger, redactor, shared } = base;
     const keys = new KeyManager({
-        envKeys: config.apiKeys,
-        keyFile: config.apiKeyFile,
+        ...keySources(config),
         redactor,
         logger,
         clock,
-        allowSharedKeyFile: config.allowSharedKeyFile,
         audit: teeAudit(
             config.auditLog === null ? null : new FileAuditLog({ path: config.auditLog, logger, scrub: text => redactor.scrub(text) }),
             shared?.audit

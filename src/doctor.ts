@@ -5,7 +5,7 @@ import { inspectRows, type RowReport } from './api/parse-rows.js';
 import { ROW_SCHEMAS, type RowSchema } from './api/schemas.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
-import { KeyManager } from './keys/manager.js';
+import { KeyManager, keySources } from './keys/manager.js';
 import { StderrLogger } from './logger.js';
 import { Redactor } from './redact.js';
 import { VERSION } from './version.js';
@@ -264,21 +264,6 @@ export function formatReport(header: DoctorHeader, results: readonly ProbeResult
     return [...formatHeader(header), ...results.flatMap(result => formatProbe(result, width)), formatVerdict(results)];
 }
 
-/**
- * Replaces any run of `minLength` or more characters of a secret with `…`: the Redactor catches whole keys, this
- * also catches a piece of one (an upstream value description quotes at most 16 characters of a text).
- */
-export function scrubFragments(text: string, secrets: readonly string[], minLength = 8): string {
-    let out = text;
-    for (const secret of secrets) {
-        for (let start = 0; start + minLength <= secret.length; start++) {
-            const piece = secret.slice(start, start + minLength);
-            if (out.includes(piece)) out = out.split(piece).join('…');
-        }
-    }
-    return out;
-}
-
 const NO_KEY = `crypto-intel-mcp doctor: no Token Metrics API key is configured, so there is nothing to check.
 Set one of these in the environment (the same variables the server reads), then run doctor again:
   TOKEN_METRICS_API_KEY=<your key>
@@ -301,22 +286,13 @@ export async function doctorCommand(config: Config, io: DoctorIo): Promise<numbe
     const clock = io.clock ?? systemClock;
     const redactor = new Redactor();
     const logger = new StderrLogger(config.logLevel, redactor);
-    const clean = (text: string): string => scrubFragments(redactor.scrub(text), config.apiKeys);
-    const print = (lines: readonly string[]): void => io.write(clean(lines.map(line => `${line}\n`).join('')));
+    const print = (lines: readonly string[]): void => io.write(redactor.scrub(lines.map(line => `${line}\n`).join('')));
 
     if (config.apiKeys.length === 0 && config.apiKeyFile === null) {
         io.write(NO_KEY);
         return 2;
     }
-    const keys = new KeyManager({
-        envKeys: config.apiKeys,
-        keyFile: config.apiKeyFile,
-        redactor,
-        logger,
-        clock,
-        watch: false,
-        allowSharedKeyFile: config.allowSharedKeyFile
-    });
+    const keys = new KeyManager({ ...keySources(config), redactor, logger, clock, watch: false });
     const http = new UpstreamHttp(upstreamOptions(config), keys, clock, logger);
     try {
         const summary = keys.describe();

@@ -6,7 +6,7 @@ import type { LogFields, Logger } from '../logger.js';
 import { Redactor } from '../redact.js';
 import { readUsageFile } from '../usage/file.js';
 import { VERSION } from '../version.js';
-import { KeyFileRefusedError, KeyManager, type KeyDescription } from './manager.js';
+import { KeyFileRefusedError, KeyManager, keySources, type KeyDescription } from './manager.js';
 
 /**
  * `crypto-intel-mcp keys`: the configured keys' state for a person at a terminal, from the same data the server uses
@@ -159,15 +159,7 @@ export function keysCommand(config: Config, io: KeysIo): number {
     }
     let manager: KeyManager;
     try {
-        manager = new KeyManager({
-            envKeys: config.apiKeys,
-            keyFile: config.apiKeyFile,
-            redactor,
-            logger: notes,
-            clock,
-            watch: false,
-            allowSharedKeyFile: config.allowSharedKeyFile
-        });
+        manager = new KeyManager({ ...keySources(config), redactor, logger: notes, clock, watch: false });
     } catch (error) {
         if (!(error instanceof KeyFileRefusedError)) throw error;
         print([`crypto-intel-mcp keys: ${error.message}`]);

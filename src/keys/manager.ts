@@ -1,3 +1,4 @@
+import type { Config } from '../config.js';
 import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -69,6 +70,13 @@ export interface QuotaWarning {
 /** Refusal of the key file at start-up (POSIX permissions); the message says how to fix it. */
 export class KeyFileRefusedError extends Error {
     override name = 'KeyFileRefusedError';
+}
+
+/** Where keys come from, per the configuration: the server, `doctor` and `keys` read them alike. */
+export function keySources(
+    config: Pick<Config, 'apiKeys' | 'apiKeyFile' | 'allowSharedKeyFile'>
+): Pick<KeyManagerOptions, 'envKeys' | 'keyFile' | 'allowSharedKeyFile'> {
+    return { envKeys: config.apiKeys, keyFile: config.apiKeyFile, allowSharedKeyFile: config.allowSharedKeyFile };
 }
 
 /** The key set at a glance, for a status resource or a startup line. Fingerprints only. */

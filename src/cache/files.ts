@@ -12,7 +12,7 @@ const READ_CHUNK_BYTES = 256 * 1024;
  * `O_NOFOLLOW`: a link swapped in after the `lstat` fails to open. Both are 0 on Windows, where `lstat` still
  * rules out links and a named pipe cannot take a cache file's name.
  */
-const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
+export const SAFE_READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
 
 /** Work split into slices of at most `budgetMs`, so a large file never blocks the event loop for long. */
 export class Slicer {
@@ -45,7 +45,7 @@ export async function openRegularFile(path: string, maxBytes = MAX_CACHE_FILE_BY
     try {
         const before = await lstat(path);
         if (!before.isFile()) return { ok: false, reason: 'not a regular file' };
-        const handle = await open(path, READ_FLAGS);
+        const handle = await open(path, SAFE_READ_FLAGS);
         try {
             const stats = await handle.stat();
             if (!stats.isFile()) {

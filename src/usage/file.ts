@@ -1,4 +1,5 @@
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { SAFE_READ_FLAGS } from '../cache/files.js';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -44,14 +45,15 @@ export const emptyCacheCounts = (): CacheCounts => ({ hits: 0, sharedHits: 0, co
 export type UsageRead = { kind: 'ok'; data: UsageData } | { kind: 'missing' } | { kind: 'bad'; problem: string };
 
 /**
- * Reads `<dir>/usage-v1.json`: a regular file (a symlink is refused where the platform allows), at most
+ * Reads `<dir>/usage-v1.json`: a regular file (a symlink or a FIFO is refused where the platform allows), at most
  * `MAX_USAGE_FILE_BYTES`, of the expected shape. Anything else is reported, never thrown.
  */
 export function readUsageFile(dir: string): UsageRead {
     const path = join(dir, USAGE_FILE_NAME);
     let fd: number;
     try {
-        fd = openSync(path, constants.O_RDONLY | (process.platform === 'win32' ? 0 : constants.O_NOFOLLOW));
+        // Non-blocking too: a FIFO in the file's place must not hang start-up (it is refused below, as not a file).
+        fd = openSync(path, SAFE_READ_FLAGS);
     } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? 'unknown';
         return code === 'ENOENT'

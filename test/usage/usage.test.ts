@@ -1,8 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { USAGE_FILE_NAME } from '../../src/usage/file.js';
+import { readUsageFile, USAGE_FILE_NAME } from '../../src/usage/file.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { fakeCredits, session, textOf, type Session } from './support.js';
@@ -243,6 +244,14 @@ describe('get_usage', () => {
             expect(statSync(join(dir, USAGE_FILE_NAME)).isFile()).toBe(true);
             expect(JSON.parse(readFileSync(join(dir, USAGE_FILE_NAME), 'utf8'))).toMatchObject({ version: 1 });
         }
+    });
+
+    it("refuses a FIFO in the usage file's place without blocking start-up", async () => {
+        const dir = tempDir();
+        execFileSync('mkfifo', [join(dir, USAGE_FILE_NAME)]);
+        expect(readUsageFile(dir)).toEqual({ kind: 'bad', problem: 'is not a regular file' });
+        const server = await start({ CRYPTO_INTEL_CACHE_DIR: dir });
+        expect(server.logs.join('')).toMatch(/"level":"warn","msg":"usage file is not a regular file/);
     });
 
     it('warns once at 80% and once at 95% of CRYPTO_INTEL_MONTHLY_CREDITS, in the log and in the answer', async () => {

@@ -11,7 +11,8 @@ import { KeyManager, keySources } from './keys/manager.js';
 import type { Logger } from './logger.js';
 import type { Redactor } from './redact.js';
 import type { RedisHealth, SharedServices } from './redis/index.js';
-import { CompletionDirectory, SymbolCompleter } from './prompts/index.js';
+import { SymbolCompleter } from './prompts/index.js';
+import { TokenDirectory } from './resolve/directory.js';
 import { TokenResolver } from './resolve/resolver.js';
 import type { ServerDeps } from './server.js';
 import { UsageTracker } from './usage/tracker.js';
@@ -96,7 +97,8 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         cacheDir: config.cacheDir,
         ...(shared ? { shared: shared.tier } : {})
     });
-    const directory = new CompletionDirectory();
+    // One directory of the tokens seen: the resolver's lookups, and the first place completion searches.
+    const directory = new TokenDirectory();
     const resolver = new TokenResolver(market, directory);
     const symbols = new SymbolCompleter({
         known: () => directory.all(),

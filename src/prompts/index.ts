@@ -16,7 +16,7 @@ import { unresolvedLine } from '../../tools/common.js';
 import { ListMoonshotsInput, listMoonshots } from '../../tools/list-moonshots.js';
 import { completeListItem, type SymbolCompleter } from './symbols.js';
 
-export { CompletionDirectory, SymbolCompleter, completeListItem, type DirectoryPage } from './symbols.js';
+export { SymbolCompleter, completeListItem, type DirectoryPage } from './symbols.js';
 
 /** What the prompts read: the tools' own dependencies (the same cache and resolver), and the symbol completer. */
 export interface PromptDeps extends ToolDeps {

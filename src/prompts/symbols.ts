@@ -1,7 +1,5 @@
-import { LRUCache } from 'lru-cache';
 import type { Token } from '../domain/market.js';
 import type { Logger } from '../logger.js';
-import { TokenDirectory } from '../resolve/directory.js';
 import { rankCandidates } from '../resolve/resolver.js';
 
 /** MCP caps a completion at 100 values. */
@@ -12,30 +10,11 @@ const DIRECTORY_PAGE_SIZE = 100;
 const DEFAULT_MAX_DIRECTORY_PAGES = 5;
 /** Prefixes already asked about, remembered so asking again costs nothing. */
 const MAX_ASKED_PREFIXES = 5_000;
-const MAX_SEEN_TOKENS = 50_000;
 const DIRECTORY_TIMEOUT_MS = 10_000;
 const PREFIX = /^[\p{L}\p{N} ._\-$]{0,32}$/u;
 
 /** One page of the unfiltered `/tokens` list (one credit). */
 export type DirectoryPage = (page: number, signal: AbortSignal) => Promise<Token[]>;
-
-/**
- * The resolver's directory of tokens seen, which also keeps them for prefix search: completion answers from the
- * tokens the tools have already paid for before it asks the upstream anything.
- */
-export class CompletionDirectory extends TokenDirectory {
-    private readonly seen = new LRUCache<number, Token>({ max: MAX_SEEN_TOKENS });
-
-    override remember(tokens: readonly Token[]): void {
-        super.remember(tokens);
-        for (const token of tokens) this.seen.set(token.tokenId, token);
-    }
-
-    /** Every token seen, most recently seen first. */
-    all(): Token[] {
-        return [...this.seen.values()];
-    }
-}
 
 export interface SymbolCompleterOptions {
     /** Tokens the tools have seen (through the cache): searched first, and free. */

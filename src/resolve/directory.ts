@@ -64,6 +64,11 @@ export class TokenDirectory {
         }
     }
 
+    /** Every token known, most recently seen first (what completion searches before it asks the upstream). */
+    all(): Token[] {
+        return [...this.byId.values()];
+    }
+
     /** Tokens whose name is `name`, case-insensitively. */
     withName(name: string): Token[] {
         return this.tokens(this.byName.get(name.toLowerCase()));

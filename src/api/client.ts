@@ -80,7 +80,7 @@ export function clampDays(days: number): number {
 }
 
 /** "shiba inu" or "SHIBA INU" -> "Shiba Inu": how the upstream writes most names, in case its `token_name` filter is case-sensitive. */
-export function titleCase(name: string): string {
+function titleCase(name: string): string {
     return name.replace(/[\p{L}\p{N}']+/gu, word => word.charAt(0).toUpperCase() + word.slice(1).toLowerCase());
 }
 

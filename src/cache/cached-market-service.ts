@@ -64,12 +64,12 @@ const MAX_CLOCK_SKEW_MS = 60_000;
  * How long an answer the upstream sent in a format we cannot read is remembered. Asking again within this time would
  * get the same answer and spend another credit on it; after it, a fixed upstream (or a new release) is picked up.
  */
-export const DRIFT_MEMORY_MS = 60_000;
+const DRIFT_MEMORY_MS = 60_000;
 /**
  * How long "this endpoint is gone" (404) or "not in your plan" (403) is remembered, for the whole endpoint: neither
  * depends on the token asked about, and neither changes by asking again soon.
  */
-export const ENDPOINT_FAILURE_MEMORY_MS = 60_000;
+const ENDPOINT_FAILURE_MEMORY_MS = 60_000;
 /** Remembered failures are few in practice; the bound only keeps a hostile upstream from growing the map. */
 const MAX_REMEMBERED_FAILURES = 1_000;
 
@@ -104,7 +104,7 @@ const KEY_KINDS: Record<string, { endpoint: CacheEndpoint; ttl: TtlEndpoint; sch
 
 const kindOf = (key: string) => KEY_KINDS[key.slice(0, key.indexOf(':'))];
 /** The check every value read from disk or from the shared tier passes before a tool can see it. */
-export const isValidEntryValue = (key: string, value: unknown): boolean => kindOf(key)?.schema.safeParse(value).success === true;
+const isValidEntryValue = (key: string, value: unknown): boolean => kindOf(key)?.schema.safeParse(value).success === true;
 
 const ENDPOINT_TTL: Record<CacheEndpoint, TtlEndpoint> = {
     tokens: 'tokens',

@@ -69,7 +69,7 @@ export const TechnologyGradeSchema = z.object({
 export type TechnologyGrade = z.output<typeof TechnologyGradeSchema>;
 
 /** `1` bullish, `-1` bearish, `0` none. */
-export const SignalValueSchema = z.union([z.literal(1), z.literal(0), z.literal(-1)]);
+const SignalValueSchema = z.union([z.literal(1), z.literal(0), z.literal(-1)]);
 export type SignalValue = z.output<typeof SignalValueSchema>;
 export type SignalDirection = 'bullish' | 'bearish' | 'neutral';
 

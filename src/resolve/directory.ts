@@ -5,7 +5,7 @@ import { closest } from './distance.js';
 /** Tokens remembered per process; the upstream lists tens of thousands, and a session sees far fewer. */
 const DEFAULT_MAX_TOKENS = 50_000;
 
-export const describeToken = (token: Token): string => `${token.symbol} (${token.name}, id ${token.tokenId})`;
+const describeToken = (token: Token): string => `${token.symbol} (${token.name}, id ${token.tokenId})`;
 
 /** The buckets a key is filed under for suggestions: its first two characters, and its first character with its length. */
 function buckets(key: string): string[] {

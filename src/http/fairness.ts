@@ -5,6 +5,14 @@ import type { Logger } from '../logger.js';
 const REPORT_EVERY_MS = 60_000;
 
 /**
+ * Tool calls a caller may have past the door at once, per slot of its uncached-call cap. A slot is taken only once a
+ * call needs the upstream, deep inside an MCP server built for it; the first thousand calls of a flood would all be
+ * let in (and each get a server) before the first of them took a slot. Cache hits answer in a millisecond or two, so
+ * a caller meets this bound only with a burst of calls that wait on the upstream.
+ */
+const CALLS_INSIDE_PER_SLOT = 4;
+
+/**
  * Per-caller caps on uncached tool calls under way at once. A call takes one of its caller's slots when it first
  * needs the upstream (a cache hit takes none) and gives it back when it is answered; past the cap the limiter answers
  * "busy, retry in N s" at once, so one token's flood cannot fill the upstream queue and spend credits on calls that
@@ -12,6 +20,7 @@ const REPORT_EVERY_MS = 60_000;
  */
 export class CallerGates {
     private readonly inUse = new Map<string, number>();
+    private readonly inside = new Map<string, number>();
     private readonly refused = new Map<string, { count: number; reportedAt: number }>();
 
     /** `cap` 0 turns the cap off. */
@@ -30,6 +39,25 @@ export class CallerGates {
     /** Whether `caller` has its cap of uncached calls under way (never, without a cap). */
     full(caller: string): boolean {
         return this.cap > 0 && this.count(caller) >= this.cap;
+    }
+
+    /**
+     * Lets `calls` tool calls of `caller` past the door, or refuses (undefined) while it has its cap of uncached calls
+     * under way or as many calls inside as its slots allow; the function returned marks them answered.
+     */
+    letIn(caller: string, calls: number): (() => void) | undefined {
+        if (this.cap <= 0 || calls === 0) return () => {};
+        const inside = this.inside.get(caller) ?? 0;
+        if (this.full(caller) || inside >= this.cap * CALLS_INSIDE_PER_SLOT) return undefined;
+        this.inside.set(caller, inside + calls);
+        let out = false;
+        return () => {
+            if (out) return;
+            out = true;
+            const left = (this.inside.get(caller) ?? calls) - calls;
+            if (left <= 0) this.inside.delete(caller);
+            else this.inside.set(caller, left);
+        };
     }
 
     /** Uncached calls under way for `caller`. */
@@ -79,6 +107,18 @@ export class CallerGates {
     }
 }
 
+const busyTexts = new Map<number, string>();
+
+/** A flood is answered with the same few texts a thousand times: built once each, not with an error (and its stack) per reply. */
+function busyText(retryAfterS: number): string {
+    let text = busyTexts.get(retryAfterS);
+    if (text === undefined) {
+        text = serverBusy('this caller already has as many uncached tool calls under way as it may', retryAfterS).userMessage;
+        if (busyTexts.size < 64) busyTexts.set(retryAfterS, text);
+    }
+    return text;
+}
+
 /**
  * The replies to a message made only of `tools/call` requests, every one the limiter's "busy, retry in N s" tool
  * result, built without an MCP server. `null` for anything else, which the SDK answers as usual.
@@ -93,7 +133,7 @@ export function busyReplies(message: unknown, retryAfterS: number): unknown {
         if (typeof request.id !== 'string' && typeof request.id !== 'number') return null;
         ids.push(request.id);
     }
-    const text = serverBusy('this caller already has as many uncached tool calls under way as it may', retryAfterS).userMessage;
+    const text = busyText(retryAfterS);
     const replies = ids.map(id => ({ jsonrpc: '2.0', id, result: { isError: true, content: [{ type: 'text', text }] } }));
     return Array.isArray(message) ? replies : replies[0];
 }

@@ -192,10 +192,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
             );
         }
 
-        // At the door: while a caller has its cap of uncached calls under way, its further tool calls get the limiter's
-        // "busy" answer before any MCP server is built (a tenth of the work), so one token's flood costs the replica,
+        // At the door: while a caller has its cap of uncached calls under way, or a few calls per slot inside already,
+        // its further tool calls get the limiter's "busy" answer before any MCP server is built (a tenth of the work), so one token's flood costs the replica,
         // and everyone else's latency, as little as possible. The retry finds a free slot, or the answer cached.
-        if (gates.full(caller)) {
+        const leave = gates.letIn(caller, calls);
+        if (leave === undefined) {
             const replies = busyReplies(message, 1);
             if (replies !== null) {
                 gates.noteRefused(caller);
@@ -206,6 +207,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         const server = createServer(runtime.deps);
         const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
         res.on('close', () => {
+            leave?.();
             void transport.close();
             void server.close();
         });

@@ -6,7 +6,9 @@ import type { LogFields, Logger } from '../logger.js';
 import { Redactor } from '../redact.js';
 import { readUsageFile } from '../usage/file.js';
 import { VERSION } from '../version.js';
-import { KeyFileRefusedError, KeyManager, keySources, type KeyDescription } from './manager.js';
+import { KeyFileRefusedError } from './key-file.js';
+import type { KeyDescription } from './key-state.js';
+import { KeyManager, keySources } from './manager.js';
 
 /**
  * `crypto-intel-mcp keys`: the configured keys' state for a person at a terminal, from the same data the server uses

@@ -6,7 +6,8 @@ import { upstreamTimeout } from '../../src/api/errors.js';
 import type { UpstreamRequest } from '../../src/api/http.js';
 import { ROW_SCHEMAS, PriceRow } from '../../src/api/schemas.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { DOCTOR_QUERIES, doctorExitCode, formatReport, planProbes, runDoctor, safeText, type ProbeResult } from '../../src/doctor.js';
+import { DOCTOR_QUERIES, planProbes, runDoctor, type ProbeResult } from '../../src/doctor/probes.js';
+import { doctorExitCode, formatReport, safeText } from '../../src/doctor/report.js';
 import { Redactor } from '../../src/redact.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 

@@ -1,7 +1,8 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { KeyFileRefusedError, KeyManager, type KeyManagerOptions } from '../../src/keys/manager.js';
+import { KeyFileRefusedError } from '../../src/keys/key-file.js';
+import { KeyManager, type KeyManagerOptions } from '../../src/keys/manager.js';
 import { Redactor } from '../../src/redact.js';
 import { FakeClock } from '../helpers/clock.js';
 import { memoryLogger, tempKeyFile, type MemoryLog, type TempKeyFile } from './support.js';

@@ -140,7 +140,8 @@ export async function openRuntime(config: Config, base: Omit<RuntimeBase, 'share
         // (retries after 429s) costs at most one duplicate call.
         lockTtlMs: config.upstream.attemptTimeoutMs,
         concurrency: config.upstream.concurrency,
-        attemptTimeoutMs: config.upstream.attemptTimeoutMs
+        attemptTimeoutMs: config.upstream.attemptTimeoutMs,
+        callTimeoutMs: config.redisTimeoutMs
     });
     return createRuntime(config, { ...base, shared });
 }

@@ -43,6 +43,8 @@ export interface Config {
     http: HttpConfig;
     /** The shared cache tier and upstream budget of a team deployment; `null` keeps everything in process. */
     redisUrl: string | null;
+    /** How long a tool call waits for one Redis command before going on without Redis. */
+    redisTimeoutMs: number;
     /** The plan's monthly credits (`CRYPTO_INTEL_MONTHLY_CREDITS`), for the 80% and 95% warnings; `null` when not set. */
     monthlyCredits: number | null;
 }
@@ -122,6 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
                   tokensFileMode: null
               },
         redisUrl: parseRedisUrl(env.CRYPTO_INTEL_REDIS_URL),
+        redisTimeoutMs: parse(intIn('CRYPTO_INTEL_REDIS_TIMEOUT_MS', 10, 60_000), nonEmpty(env.CRYPTO_INTEL_REDIS_TIMEOUT_MS) ?? 150),
         monthlyCredits:
             nonEmpty(env.CRYPTO_INTEL_MONTHLY_CREDITS) === undefined
                 ? null

@@ -51,6 +51,7 @@ Environment:
                                  are used (default: none)
   CRYPTO_INTEL_REDIS_URL         redis://[user:password@]host:port[/db]: cache tier, fetch locks and upstream
                                  budget shared by replicas (default: none, everything stays in process)
+  CRYPTO_INTEL_REDIS_TIMEOUT_MS  how long a call waits for one Redis command before going on without it (default 150)
 HTTP only (--http):
   CRYPTO_INTEL_HTTP_PORT         port (default 3333)
   CRYPTO_INTEL_HTTP_HOST         bind address (default 127.0.0.1)

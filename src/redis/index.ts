@@ -39,6 +39,8 @@ export interface RedisOptions {
     attemptTimeoutMs: number;
     /** The health probe's timing and hysteresis; the defaults suit production, tests shorten them. */
     health?: Partial<HealthPolicy>;
+    /** How long a command on a tool call's path waits (`CRYPTO_INTEL_REDIS_TIMEOUT_MS`). */
+    callTimeoutMs?: number;
 }
 
 /**
@@ -49,7 +51,7 @@ export function connectRedis(options: RedisOptions): SharedServices {
     const url = new URL(options.url);
     // A password in the URL is a secret like an API key: any text that echoes it is scrubbed.
     if (url.password !== '') options.redactor.register(decodeURIComponent(url.password));
-    const link = new RedisLink(options.url, options.logger, options.health);
+    const link = new RedisLink(options.url, options.logger, options.health, options.callTimeoutMs);
     const tier = new RedisTier(link, { staleMaxMs: options.staleMaxAgeSeconds * 1000, lockTtlMs: options.lockTtlMs });
     return {
         tier,

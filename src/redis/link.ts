@@ -5,8 +5,9 @@ import type { Logger } from '../logger.js';
 /** ioredis's own bound on a command: the backstop behind the shorter per-command bounds below. */
 const COMMAND_TIMEOUT_MS = 1_000;
 /**
- * A command on a tool call's path (a cache-tier read, a publish, a budget lease) waits at most this: a replica would
- * rather answer from its own tier than wait. Redis on loopback or a LAN answers in about a millisecond.
+ * A command on a tool call's path (a cache-tier read, a publish, a budget lease) waits at most this by default
+ * (`CRYPTO_INTEL_REDIS_TIMEOUT_MS`): a replica would rather answer from its own tier than wait. Redis on loopback or
+ * a LAN answers in about a millisecond.
  */
 export const CALL_PATH_TIMEOUT_MS = 150;
 const CONNECT_TIMEOUT_MS = 2_000;
@@ -84,7 +85,7 @@ function errorCode(error: unknown): string {
  * One Redis connection and its health. Redis is an optimisation here, never a dependency: `run` answers its
  * fallback whenever Redis is unreachable, slow or failing, and the connection retries in the background forever.
  * Commands are not queued while disconnected (`enableOfflineQueue: false`): they fail at once, so a request never
- * waits for a Redis that is down, and each command is bounded (`CALL_PATH_TIMEOUT_MS` by default) for one that is
+ * waits for a Redis that is down, and each command is bounded (`callTimeoutMs` by default) for one that is
  * up but stalled. An outage is logged once when readiness drops and once when it returns.
  */
 export class RedisLink {
@@ -108,16 +109,20 @@ export class RedisLink {
     constructor(
         url: string,
         private readonly logger: Logger,
-        health: Partial<HealthPolicy> = {}
+        health: Partial<HealthPolicy> = {},
+        /** How long a command on a tool call's path waits before the call goes on without Redis. */
+        readonly callTimeoutMs: number = CALL_PATH_TIMEOUT_MS
     ) {
         const parsed = new URL(url);
         this.endpoint = `${parsed.hostname}:${parsed.port || '6379'}`;
-        this.policy = { ...DEFAULT_HEALTH, ...health };
+        // A probe is never stricter than a call: a Redis slow enough to serve calls is not reported down.
+        const policy = { ...DEFAULT_HEALTH, ...health };
+        this.policy = { ...policy, timeoutMs: Math.max(policy.timeoutMs, callTimeoutMs) };
         this.client = new Redis(url, {
             enableOfflineQueue: false,
             maxRetriesPerRequest: 0,
             connectTimeout: CONNECT_TIMEOUT_MS,
-            commandTimeout: COMMAND_TIMEOUT_MS,
+            commandTimeout: Math.max(COMMAND_TIMEOUT_MS, callTimeoutMs),
             retryStrategy: times => Math.min(MAX_RECONNECT_DELAY_MS, 100 * 2 ** Math.min(times, 4))
         });
         this.client.on('ready', () => this.connected());
@@ -145,7 +150,7 @@ export class RedisLink {
      * Runs `command` against Redis, or answers `fallback` when Redis is unavailable, the command fails, or no reply
      * comes within `timeoutMs`. Never rejects.
      */
-    async run<T>(command: (client: Redis) => Promise<T>, fallback: T, timeoutMs: number = CALL_PATH_TIMEOUT_MS): Promise<T> {
+    async run<T>(command: (client: Redis) => Promise<T>, fallback: T, timeoutMs: number = this.callTimeoutMs): Promise<T> {
         if (!this.up) {
             this.counts.skipped++;
             return fallback;

@@ -6,7 +6,7 @@ export const USAGE_KEY_PREFIX = 'crypto-intel:v1:usage:';
 /** Month figures outlive their month by a month (the report reads this month and, near midnight, the last). */
 const MONTH_TTL_MS = 62 * 86_400_000;
 const DAY_TTL_MS = 3 * 86_400_000;
-/** Off the call path: a flush or a get_usage call may wait this long for Redis. */
+/** Off the call path: a flush or a get_usage call may wait this long for Redis (or a call's own wait, if longer). */
 const USAGE_TIMEOUT_MS = 1_000;
 const MAX_FIELD = 128;
 const CACHE_FIELDS = Object.keys(emptyCacheCounts()) as Array<keyof CacheCounts>;
@@ -39,7 +39,11 @@ const counter = (raw: string | undefined): number | null => {
  * Fingerprints only: no key reaches Redis. Through `RedisLink.run`, so a Redis outage never fails a call.
  */
 export class RedisUsageLedger implements UsageLedger {
-    constructor(private readonly link: RedisLink) {}
+    private readonly timeoutMs: number;
+
+    constructor(private readonly link: RedisLink) {
+        this.timeoutMs = Math.max(USAGE_TIMEOUT_MS, link.callTimeoutMs);
+    }
 
     add(delta: UsageData): Promise<boolean> {
         return this.link.run(
@@ -64,7 +68,7 @@ export class RedisUsageLedger implements UsageLedger {
                 return results !== null && results.every(([error]) => error === null);
             },
             false,
-            USAGE_TIMEOUT_MS
+            this.timeoutMs
         );
     }
 
@@ -103,7 +107,7 @@ export class RedisUsageLedger implements UsageLedger {
                 return data;
             },
             null,
-            USAGE_TIMEOUT_MS
+            this.timeoutMs
         );
     }
 
@@ -119,7 +123,7 @@ export class RedisUsageLedger implements UsageLedger {
                 return results?.[0]?.[1] === 1;
             },
             null,
-            USAGE_TIMEOUT_MS
+            this.timeoutMs
         );
     }
 }

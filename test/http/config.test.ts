@@ -72,12 +72,15 @@ describe('HTTP and Redis configuration', () => {
             {
                 CRYPTO_INTEL_HTTP_ALLOWED_HOSTS: 'MCP.example.com, *',
                 CRYPTO_INTEL_HTTP_RATE_PER_MIN: '0',
-                CRYPTO_INTEL_REDIS_URL: 'redis://:pw@10.0.0.5:6379/2'
+                CRYPTO_INTEL_REDIS_URL: 'redis://:pw@10.0.0.5:6379/2',
+                CRYPTO_INTEL_REDIS_TIMEOUT_MS: '400'
             },
             ['--http']
         );
         expect(config.http).toMatchObject({ allowedHosts: ['mcp.example.com'], allowAnyHost: true, ratePerMin: 0 });
         expect(config.redisUrl).toBe('redis://:pw@10.0.0.5:6379/2');
+        expect(config.redisTimeoutMs).toBe(400);
+        expect(run({}, []).redisTimeoutMs).toBe(150);
     });
 
     it('explains bad values in one line', () => {
@@ -86,6 +89,7 @@ describe('HTTP and Redis configuration', () => {
         expect(refusal({}, ['--http', '--port', '70000'])).toBe('--port must be at most 65535');
         expect(refusal({}, ['--http=yes'])).toBe('option --http takes no value');
         expect(refusal({ CRYPTO_INTEL_HTTP_RATE_PER_MIN: '-1' }, ['--http'])).toBe('CRYPTO_INTEL_HTTP_RATE_PER_MIN must be at least 0');
+        expect(refusal({ CRYPTO_INTEL_REDIS_TIMEOUT_MS: '5' }, [])).toBe('CRYPTO_INTEL_REDIS_TIMEOUT_MS must be at least 10');
         expect(refusal({ CRYPTO_INTEL_REDIS_URL: 'http://cache:6379' }, [])).toMatch(/must start with redis:\/\/ or rediss:\/\//);
         const garbled = refusal({ CRYPTO_INTEL_REDIS_URL: 'redis://:secret-pw@cache:port' }, []);
         expect(garbled).toMatch(/^CRYPTO_INTEL_REDIS_URL is not a URL/);

@@ -46,6 +46,8 @@ describe.runIf(enabled)('two replicas sharing one Redis', () => {
             TOKEN_METRICS_API_KEY: KEY,
             TOKEN_METRICS_BASE_URL: fake.baseUrl,
             CRYPTO_INTEL_REDIS_URL: redis.url,
+            // About sharing, not about a slow Redis: a loaded CI machine may take longer than the default 150 ms.
+            CRYPTO_INTEL_REDIS_TIMEOUT_MS: '5000',
             CRYPTO_INTEL_HTTP_TOKENS: TOKEN
         };
         const start = async (): Promise<HttpServerProcess> => {

@@ -12,7 +12,7 @@ let link: RedisLink;
 describe.runIf(enabled)('audit trail in a Redis stream (team deployment)', () => {
     beforeAll(async () => {
         redis = await RedisServer.start();
-        link = new RedisLink(redis.url, memoryLogger().logger);
+        link = new RedisLink(redis.url, memoryLogger().logger, {}, 5_000);
         await vi.waitFor(() => expect(link.up).toBe(true), { timeout: 10_000, interval: 20 });
     });
     afterAll(async () => {

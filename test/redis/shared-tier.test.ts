@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { upstreamUnavailable } from '../../src/api/errors.js';
 import { Semaphore } from '../../src/api/http.js';
 import { Redactor } from '../../src/redact.js';
@@ -26,7 +26,9 @@ function replica(options: { url?: string; lockTtlMs?: number; clock?: FakeClock 
         staleMaxAgeSeconds: 24 * 3600,
         lockTtlMs: options.lockTtlMs ?? 5_000,
         concurrency: 2,
-        attemptTimeoutMs: 5_000
+        attemptTimeoutMs: 5_000,
+        // These tests are about sharing and outages, not about a slow Redis: a loaded machine may take over 150 ms.
+        callTimeoutMs: 5_000
     });
     opened.push(shared);
     return { ...harness({ shared: shared.tier }, { logger, ...(options.clock ? { clock: options.clock } : {}) }), shared };
@@ -38,8 +40,18 @@ async function connected(shared: SharedServices): Promise<void> {
     expect(shared.health().up).toBe(true);
 }
 
-/** Lets pending promise callbacks run, plus a few Redis round trips. */
+/** Lets pending promise callbacks run, plus a few Redis round trips: only before checking that something did NOT happen. */
 const turn = (ms = 30): Promise<void> => new Promise(resolve => setTimeout(resolve, ms));
+
+/**
+ * Waits until Redis holds a key of `kind` (`e` an entry, `l` a fetch lock): a replica publishes in the background, and
+ * on a loaded machine that can take longer than any fixed pause.
+ */
+const inRedis = (kind: 'e' | 'l'): Promise<void> =>
+    vi.waitFor(async () => expect((await admin.keys(`${KEY_PREFIX}${kind}:*`)).length).toBeGreaterThan(0), {
+        timeout: 10_000,
+        interval: 10
+    });
 
 describe.runIf(enabled)('the Redis tier shared by replicas', () => {
     beforeAll(async () => {
@@ -67,7 +79,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const b = replica({ clock });
         await Promise.all([connected(a.shared), connected(b.shared)]);
         const first = await a.service.tmGrades([3375]);
-        await turn();
+        await inRedis('e');
         const second = await b.service.tmGrades([3375]);
         expect(a.inner.count() + b.inner.count()).toBe(1);
         expect(second).toEqual(first);
@@ -83,7 +95,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         await Promise.all([connected(a.shared), connected(b.shared)]);
         const release = a.inner.hold();
         const fromA = a.service.moonshots('active', 5);
-        await turn();
+        await inRedis('l');
         const fromB = b.service.moonshots('active', 5);
         await turn(60);
         expect(b.inner.count()).toBe(0);
@@ -100,7 +112,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         a.inner.failure = upstreamUnavailable('HTTP 503');
         const release = a.inner.hold();
         const fromA = a.service.dailyOhlcv(3375, 7);
-        await turn();
+        await inRedis('l');
         const fromB = b.service.dailyOhlcv(3375, 7);
         await turn();
         release();
@@ -125,7 +137,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const b = replica({ clock });
         await Promise.all([connected(a.shared), connected(b.shared)]);
         const fresh = await a.service.prices([3375]);
-        await turn();
+        await inRedis('e');
         clock.advance(90 * SECOND);
         b.inner.failure = upstreamUnavailable('HTTP 503');
         const stale = await b.service.prices([3375]);
@@ -141,7 +153,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const b = { ...harness({ shared: a.shared.tier, ttlSeconds: { price: 10 } }, { clock }) };
         await connected(a.shared);
         await a.service.prices([3375]);
-        await turn();
+        await inRedis('e');
         clock.advance(30 * SECOND);
         await b.service.prices([3375]);
         expect(b.inner.count()).toBe(1);

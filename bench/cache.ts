@@ -9,6 +9,7 @@ import { FakeMarketData } from '../test/cache/fakes.js';
 import type { FakeUpstream } from '../test/fake-upstream/index.js';
 import { startServer } from '../test/helpers/server-process.js';
 import { median, round } from './stats.js';
+import { PRICES, TM_GRADES, TRADING_SIGNALS } from '../src/endpoints/registry.js';
 
 /**
  * The persistent cache at 10k and 50k entries: what it adds to start-up (spawn to `tools/list` answered, against an
@@ -71,9 +72,9 @@ async function populate(dir: string, entries: number): Promise<void> {
     const perKind = Math.ceil(entries / 3);
     for (let from = 1; from <= perKind; from += 100) {
         const ids = Array.from({ length: Math.min(100, perKind - from + 1) }, (_, i) => from + i);
-        await cache.prices(ids);
-        await cache.tmGrades(ids);
-        await cache.tradingSignals(ids, 7);
+        await cache.get(PRICES, { ids });
+        await cache.get(TM_GRADES, { ids });
+        await cache.get(TRADING_SIGNALS, { ids, days: 7 });
     }
     await cache.close();
 }
@@ -98,7 +99,8 @@ async function writes(
         restoreMs = performance.now() - started;
     });
     const first = 1_000_000 + round * 1_000;
-    for (let from = first; from < first + 1_000; from += 100) await cache.prices(Array.from({ length: 100 }, (_, i) => from + i));
+    for (let from = first; from < first + 1_000; from += 100)
+        await cache.get(PRICES, { ids: Array.from({ length: 100 }, (_, i) => from + i) });
     const append = await longestBlock(() => cache.flush());
     const compaction = await longestBlock(() => cache.close());
     return { constructMs, restoreMs, restore, append, compaction };

@@ -7,6 +7,7 @@ import { createMarketService } from './cache/index.js';
 import type { MarketService } from './cache/market-service.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import { TOKEN_DIRECTORY } from './endpoints/registry.js';
 import { KeyManager, keySources } from './keys/manager.js';
 import type { Logger } from './logger.js';
 import type { Redactor } from './redact.js';
@@ -102,7 +103,7 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
     const resolver = new TokenResolver(market, directory);
     const symbols = new SymbolCompleter({
         known: () => directory.all(),
-        page: (page, signal) => client.tokenDirectory(page, signal),
+        page: (page, signal) => client.get(TOKEN_DIRECTORY, { page }, signal),
         logger
     });
     let closing: Promise<void> | undefined;

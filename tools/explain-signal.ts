@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { CANDLE_DAYS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
+import { DAILY_OHLCV, TRADING_SIGNALS } from '../src/endpoints/registry.js';
 import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
@@ -60,10 +61,14 @@ export const explainSignal = defineTool({
         const peers = BELLWETHERS.filter(peer => peer.tokenId !== token.tokenId);
         const [signals, candles] = await Promise.all([
             part(
-                market.tradingSignals([token.tokenId, ...peers.map(peer => peer.tokenId)], SIGNAL_HISTORY_DAYS, signal),
+                market.get(
+                    TRADING_SIGNALS,
+                    { ids: [token.tokenId, ...peers.map(peer => peer.tokenId)], days: SIGNAL_HISTORY_DAYS },
+                    signal
+                ),
                 'signal history in hand'
             ),
-            part(market.dailyOhlcv(token.tokenId, CANDLE_DAYS, signal), 'daily candles in hand')
+            part(market.get(DAILY_OHLCV, { id: token.tokenId, days: CANDLE_DAYS }, signal), 'daily candles in hand')
         ]);
         const analysis = analyseSignal({
             symbol: token.symbol,

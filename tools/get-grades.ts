@@ -3,6 +3,7 @@ import { SIGNAL_HISTORY_DAYS, gradeBand } from '../src/analysis/signal-checks.js
 import { isUpstreamError, type UpstreamError } from '../src/api/errors.js';
 import type { Sourced } from '../src/cache/market-service.js';
 import { newestFirst } from '../src/domain/market.js';
+import { FUNDAMENTAL_GRADES, TECHNOLOGY_GRADES, TM_GRADES, TRADING_SIGNALS } from '../src/endpoints/registry.js';
 import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
@@ -75,10 +76,14 @@ export const getGrades = defineTool({
         const extras = new Set(include ?? []);
         const unavailable: Unavailable[] = [];
         const [tm, signals, fundamental, technology] = await Promise.all([
-            optional('tm-grade', () => market.tmGrades(ids, signal), unavailable),
-            optional('trading-signals', () => market.tradingSignals(ids, SIGNAL_HISTORY_DAYS, signal), unavailable),
-            extras.has('fundamental') ? optional('fundamental-grade', () => market.fundamentalGrades(ids, signal), unavailable) : null,
-            extras.has('technology') ? optional('technology-grade', () => market.technologyGrades(ids, signal), unavailable) : null
+            optional('tm-grade', () => market.get(TM_GRADES, { ids }, signal), unavailable),
+            optional('trading-signals', () => market.get(TRADING_SIGNALS, { ids, days: SIGNAL_HISTORY_DAYS }, signal), unavailable),
+            extras.has('fundamental')
+                ? optional('fundamental-grade', () => market.get(FUNDAMENTAL_GRADES, { ids }, signal), unavailable)
+                : null,
+            extras.has('technology')
+                ? optional('technology-grade', () => market.get(TECHNOLOGY_GRADES, { ids }, signal), unavailable)
+                : null
         ]);
         // With neither main source there is nothing to answer: say why, rather than a row of nulls.
         if (tm === null && signals === null) throw unavailable[0]!.error;

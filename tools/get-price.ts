@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { PRICES } from '../src/endpoints/registry.js';
 import { Alternative, Freshness, TokenRef, Unresolved, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { freshnessLine, table, usd } from './format.js';
@@ -39,7 +40,8 @@ export const getPrice = defineTool({
         const resolution = await resolver.resolve(symbols, signal);
         progress(1, 2, `resolved ${resolution.resolved.length} of ${symbols.length} token(s)`);
         const ids = [...new Set(resolution.resolved.map(entry => entry.token.tokenId))];
-        const quotes = ids.length > 0 ? await market.prices(ids, signal) : { data: [], fetchedAt: resolution.fetchedAt, staleAgeS: null };
+        const quotes =
+            ids.length > 0 ? await market.get(PRICES, { ids }, signal) : { data: [], fetchedAt: resolution.fetchedAt, staleAgeS: null };
         progress(2, 2, `prices of ${ids.length} token(s) in hand`);
         const byId = new Map(quotes.data.map(quote => [quote.tokenId, quote]));
         const asOf = iso(quotes.fetchedAt);

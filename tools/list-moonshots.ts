@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { MOONSHOTS } from '../src/endpoints/registry.js';
 import { DatedFreshness, iso } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { age, compactUsd, datedFreshnessLine, pct, table } from './format.js';
@@ -40,7 +41,7 @@ export const listMoonshots = defineTool({
     outputSchema: ListMoonshotsOutput,
     annotations: { title: 'Moonshot picks', ...READ_ONLY_OPEN_WORLD },
     async handler({ type, limit, max_market_cap_usd, min_trader_grade }, { market, clock }, signal) {
-        const picks = await market.moonshots(type, 50, signal);
+        const picks = await market.get(MOONSHOTS, { type, limit: 50 }, signal);
         const matching = picks.data.filter(
             pick =>
                 (max_market_cap_usd === undefined || (pick.marketCapUsd !== null && pick.marketCapUsd <= max_market_cap_usd)) &&

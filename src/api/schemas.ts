@@ -22,7 +22,8 @@ export interface RowSchema<T> {
     build(values: Record<string, unknown>): T;
 }
 
-function rowSchema<F extends Fields, K extends keyof F & string, T>(
+/** A row schema: `fields` read per field, rows kept when they carry `identity`, then built into the domain type. */
+export function rowSchema<F extends Fields, K extends keyof F & string, T>(
     endpoint: string,
     fields: F,
     identity: { all?: readonly K[]; any?: readonly K[] },

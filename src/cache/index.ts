@@ -1,4 +1,4 @@
-export { CachedMarketService, createMarketService, MOONSHOT_FETCH_LIMIT } from './cached-market-service.js';
+export { CachedMarketService, createMarketService } from './cached-market-service.js';
 export {
     CACHE_ENDPOINTS,
     type CacheEndpoint,
@@ -8,7 +8,7 @@ export {
     type MarketServiceOptions,
     type Sourced
 } from './market-service.js';
-export { CACHE_FILE_NAME, CACHE_FILE_VERSION } from './persistence.js';
+export { CACHE_FILE_NAME, CACHE_FILE_VERSION } from './disk-format.js';
 export type { Claim, SharedTier } from './shared-tier.js';
 export type { CacheEntry } from './store.js';
 export { DEFAULT_TTL_SECONDS, resolveTtlMs } from './ttl.js';

@@ -1,19 +1,12 @@
-import type { MarketData, TokenQuery } from '../api/client.js';
-import type {
-    DailyOhlcv,
-    FundamentalGrade,
-    Moonshot,
-    MoonshotType,
-    Price,
-    TechnologyGrade,
-    TmGrade,
-    Token,
-    TradingSignal
-} from '../domain/market.js';
+import type { MarketData } from '../api/client.js';
 import type { Clock } from '../clock.js';
 import type { TtlEndpoint } from '../config.js';
+import type { CachedEndpoint } from '../endpoints/endpoint.js';
+import type { CacheEndpoint } from '../endpoints/registry.js';
 import type { Logger } from '../logger.js';
 import type { SharedTier } from './shared-tier.js';
+
+export { CACHE_ENDPOINTS, type CacheEndpoint } from '../endpoints/registry.js';
 
 /** An answer together with how old it is, so a tool can say "as of" and flag data served from cache after a failure. */
 export interface Sourced<T> {
@@ -25,19 +18,11 @@ export interface Sourced<T> {
 }
 
 /**
- * The read path the tools use: the `MarketData` methods, answered from the cache where possible.
- * Returned arrays are new per call, but the rows inside are shared with the cache: treat them as read-only.
+ * The read path the tools use: any cached endpoint's answer (see `src/endpoints/registry.ts`), from the cache where
+ * possible. Returned arrays are new per call, but the rows inside are shared with the cache: treat them as read-only.
  */
 export interface MarketService {
-    tokens(query: TokenQuery, signal?: AbortSignal): Promise<Sourced<Token[]>>;
-    prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<Price[]>>;
-    tmGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<TmGrade[]>>;
-    fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<FundamentalGrade[]>>;
-    technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<Sourced<TechnologyGrade[]>>;
-    tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<Sourced<TradingSignal[]>>;
-    /** Up to `limit` (1..50) rows; every limit shares one cached page of 50 per type. */
-    moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Sourced<Moonshot[]>>;
-    dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<Sourced<DailyOhlcv[]>>;
+    get<P, Row>(endpoint: CachedEndpoint<P, Row>, params: NoInfer<P>, signal?: AbortSignal): Promise<Sourced<Row[]>>;
     stats(): CacheStats;
     /**
      * Appends pending changes to this process's journal now (no-op when persistence is off). Never rejects: a failed
@@ -51,22 +36,9 @@ export interface MarketService {
     close(): Promise<void>;
 }
 
-/** The `MarketService` methods, used as the counters' names. */
-export const CACHE_ENDPOINTS = [
-    'tokens',
-    'prices',
-    'tmGrades',
-    'fundamentalGrades',
-    'technologyGrades',
-    'tradingSignals',
-    'moonshots',
-    'dailyOhlcv'
-] as const;
-export type CacheEndpoint = (typeof CACHE_ENDPOINTS)[number];
-
 /**
- * Counters are per cache entry, not per call: `prices([a, b])` with `a` cached counts one hit and one miss.
- * `upstreamCalls` counts calls to the inner `MarketData` (the credits, before the client's own paging).
+ * Counters are per cache entry, not per call: a price question for `[a, b]` with `a` cached counts one hit and one
+ * miss. `upstreamCalls` counts calls to the inner `MarketData` (the credits, before the client's own paging).
  */
 export interface EndpointStats {
     /** Entries answered fresh from the cache. */
@@ -85,7 +57,8 @@ export interface EndpointStats {
 }
 
 export interface CacheStats {
-    endpoints: Record<CacheEndpoint, EndpointStats>;
+    /** Per endpoint name: the registry's, and those of any further endpoint the cache was built with. */
+    endpoints: Record<CacheEndpoint, EndpointStats> & { readonly [name: string]: EndpointStats | undefined };
     totals: EndpointStats;
     /** Entries held in memory, fresh and stale candidates. */
     entries: number;
@@ -97,11 +70,13 @@ export interface MarketServiceOptions {
     inner: MarketData;
     clock: Clock;
     logger: Logger;
+    /** The endpoints the cache answers and reads back from disk or the shared tier; defaults to `CACHED_ENDPOINTS`. */
+    endpoints?: ReadonlyArray<CachedEndpoint<unknown, unknown>>;
     /** Overrides of `DEFAULT_TTL_SECONDS`. */
     ttlSeconds?: Partial<Record<TtlEndpoint, number>>;
     /** How old (since it was fetched) a value may be and still be served when the upstream fails. */
     staleMaxAgeSeconds: number;
-    /** How long price requests wait for others to share one upstream call; 0 still merges calls made in the same tick. */
+    /** How long requests to a batched endpoint (prices) wait for others to share one upstream call; 0 still merges one tick's. */
     batchWindowMs: number;
     maxEntries: number;
     /** Directory of the persistent cache file; `null` keeps the cache in memory only. */

@@ -6,6 +6,7 @@ import { SIGNAL_HISTORY_DAYS, currentRun, gradeBand } from '../analysis/signal-c
 import { isUpstreamError } from '../api/errors.js';
 import { inToolCall } from '../api/limiter.js';
 import { newestFirst } from '../domain/market.js';
+import { PRICES, TM_GRADES, TRADING_SIGNALS } from '../endpoints/registry.js';
 import type { Redactor } from '../redact.js';
 import type { ToolDeps } from '../../tools/define.js';
 import { explainSignal } from '../../tools/explain-signal.js';
@@ -148,9 +149,9 @@ async function compareTokens(raw: string, deps: PromptDeps, signal: AbortSignal)
     const ids = tokens.map(token => token.tokenId);
     // One request per kind for all the tokens together, in the cache entries get_price and get_grades use too.
     const [prices, grades, signals] = await Promise.all([
-        deps.market.prices(ids, signal),
-        deps.market.tmGrades(ids, signal).catch(() => null),
-        deps.market.tradingSignals(ids, SIGNAL_HISTORY_DAYS, signal).catch(() => null)
+        deps.market.get(PRICES, { ids }, signal),
+        deps.market.get(TM_GRADES, { ids }, signal).catch(() => null),
+        deps.market.get(TRADING_SIGNALS, { ids, days: SIGNAL_HISTORY_DAYS }, signal).catch(() => null)
     ]);
     const rows = [['token', 'price', 'TM grade', 'trader grade', 'investor', 'trend']];
     for (const token of tokens) {

@@ -1,6 +1,7 @@
-import { isValidFilterValue } from '../api/client.js';
 import type { Token } from '../domain/market.js';
 import type { MarketService } from '../cache/market-service.js';
+import { isValidFilterValue } from '../endpoints/params.js';
+import { TOKENS } from '../endpoints/registry.js';
 import { TokenDirectory } from './directory.js';
 
 /** A user's token reference resolved to one upstream token. */
@@ -62,7 +63,7 @@ export class TokenResolver {
 
         // Round one: symbols and ids. Round two: names, both the multi-word ones and the symbol-shaped
         // inputs that matched no symbol ("solana"), so all names share one request.
-        const first = await this.market.tokens({ symbols: unique(symbols), ids: unique(ids) }, signal);
+        const first = await this.market.get(TOKENS, { symbols: unique(symbols), ids: unique(ids) }, signal);
         this.directory.remember(first.data);
         let fetchedAt = first.fetchedAt;
         let staleAgeS = first.staleAgeS;
@@ -74,7 +75,7 @@ export class TokenResolver {
         );
         const names = uniqueIgnoringCase([...phrases, ...missedSymbols]);
         if (names.length > 0) {
-            const second = await this.market.tokens({ names }, signal);
+            const second = await this.market.get(TOKENS, { names }, signal);
             this.directory.remember(second.data);
             found.push(...second.data);
             fetchedAt = Math.min(fetchedAt, second.fetchedAt);

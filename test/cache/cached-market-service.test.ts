@@ -2,22 +2,32 @@ import { describe, expect, it } from 'vitest';
 import { allKeysRevoked, quotaExhausted, rateLimited, schemaDrift, upstreamUnavailable, type UpstreamError } from '../../src/api/errors.js';
 import { DEFAULT_TTL_SECONDS } from '../../src/cache/ttl.js';
 import { harness, settle } from './helpers.js';
+import {
+    DAILY_OHLCV,
+    FUNDAMENTAL_GRADES,
+    MOONSHOTS,
+    PRICES,
+    TECHNOLOGY_GRADES,
+    TM_GRADES,
+    TOKENS,
+    TRADING_SIGNALS
+} from '../../src/endpoints/registry.js';
 
 const SECOND = 1000;
 
 describe('TTL', () => {
     it('answers a repeated question from the cache within its TTL and asks again after it', async () => {
         const { service, inner, clock } = harness();
-        const first = await service.prices([3375]);
+        const first = await service.get(PRICES, { ids: [3375] });
         clock.advance(59 * SECOND);
-        const second = await service.prices([3375]);
+        const second = await service.get(PRICES, { ids: [3375] });
         expect(inner.count('prices')).toBe(1);
         expect(second).toEqual(first);
         expect(second.staleAgeS).toBeNull();
         expect(second.fetchedAt).toBe(first.fetchedAt);
 
         clock.advance(2 * SECOND);
-        const third = await service.prices([3375]);
+        const third = await service.get(PRICES, { ids: [3375] });
         expect(inner.count('prices')).toBe(2);
         expect(third.fetchedAt).toBe(clock.now());
         expect(service.stats().endpoints.prices).toMatchObject({ hits: 1, misses: 2, upstreamCalls: 2 });
@@ -25,15 +35,15 @@ describe('TTL', () => {
 
     it('keeps one TTL per endpoint and applies overrides', async () => {
         const { service, inner, clock } = harness({ ttlSeconds: { grades: 10 } });
-        await service.tmGrades([3375]);
-        await service.moonshots('active', 5);
+        await service.get(TM_GRADES, { ids: [3375] });
+        await service.get(MOONSHOTS, { type: 'active', limit: 5 });
         clock.advance(11 * SECOND);
-        await service.tmGrades([3375]);
-        await service.moonshots('active', 5);
+        await service.get(TM_GRADES, { ids: [3375] });
+        await service.get(MOONSHOTS, { type: 'active', limit: 5 });
         expect(inner.count('tmGrades')).toBe(2);
         expect(inner.count('moonshots')).toBe(1);
         clock.advance(DEFAULT_TTL_SECONDS.moonshots * SECOND);
-        await service.moonshots('active', 5);
+        await service.get(MOONSHOTS, { type: 'active', limit: 5 });
         expect(inner.count('moonshots')).toBe(2);
     });
 });
@@ -42,7 +52,7 @@ describe('coalescing', () => {
     it('sends 50 concurrent identical requests upstream once', async () => {
         const { service, inner } = harness();
         const release = inner.hold();
-        const answers = Promise.all(Array.from({ length: 50 }, () => service.tmGrades([3375, 3306])));
+        const answers = Promise.all(Array.from({ length: 50 }, () => service.get(TM_GRADES, { ids: [3375, 3306] })));
         await settle();
         release();
         const results = await answers;
@@ -55,14 +65,14 @@ describe('coalescing', () => {
     it('sends only the part of an overlapping request that is not already in flight', async () => {
         const { service, inner } = harness();
         const release = inner.hold();
-        const first = service.tradingSignals([3375, 3306], 7);
-        const second = service.tradingSignals([3306, 3988], 7);
+        const first = service.get(TRADING_SIGNALS, { ids: [3375, 3306], days: 7 });
+        const second = service.get(TRADING_SIGNALS, { ids: [3306, 3988], days: 7 });
         await settle();
         release();
         const [a, b] = await Promise.all([first, second]);
-        expect(inner.calls.map(call => call.args)).toEqual([
-            [[3375, 3306], 7],
-            [[3988], 7]
+        expect(inner.calls.map(call => call.params)).toEqual([
+            { ids: [3375, 3306], days: 7 },
+            { ids: [3988], days: 7 }
         ]);
         expect(a.data.map(row => row.tokenId)).toEqual([3375, 3306, 3375, 3306]);
         expect(b.data.every(row => row.tokenId === 3306 || row.tokenId === 3988)).toBe(true);
@@ -75,10 +85,10 @@ describe('price batching', () => {
         const { service, inner } = harness({ batchWindowMs: 5 });
         const ids = Array.from({ length: 25 }, (_, i) => 1000 + i);
         inner.missingPrices.add(1007);
-        const results = await Promise.all(ids.map(id => service.prices([id])));
+        const results = await Promise.all(ids.map(id => service.get(PRICES, { ids: [id] })));
 
         expect(inner.count('prices')).toBe(1);
-        expect(inner.calls[0]!.args[0]).toEqual(ids);
+        expect(inner.calls[0]!.params).toEqual({ ids });
         results.forEach((result, i) => {
             const id = ids[i]!;
             if (id === 1007) expect(result.data).toEqual([]);
@@ -90,18 +100,22 @@ describe('price batching', () => {
     it('caches an id the upstream omits as absent for the price TTL', async () => {
         const { service, inner, clock } = harness();
         inner.missingPrices.add(42);
-        expect((await service.prices([42, 3375])).data.map(row => row.tokenId)).toEqual([3375]);
-        expect((await service.prices([42])).data).toEqual([]);
+        expect((await service.get(PRICES, { ids: [42, 3375] })).data.map(row => row.tokenId)).toEqual([3375]);
+        expect((await service.get(PRICES, { ids: [42] })).data).toEqual([]);
         expect(inner.count('prices')).toBe(1);
         clock.advance(DEFAULT_TTL_SECONDS.price * SECOND + 1);
-        await service.prices([42]);
+        await service.get(PRICES, { ids: [42] });
         expect(inner.count('prices')).toBe(2);
     });
 
     it('gives every caller of a failed batch the error', async () => {
         const { service, inner } = harness({ batchWindowMs: 5 });
         inner.failure = upstreamUnavailable('HTTP 503');
-        const outcomes = await Promise.allSettled([service.prices([1]), service.prices([2]), service.prices([3])]);
+        const outcomes = await Promise.allSettled([
+            service.get(PRICES, { ids: [1] }),
+            service.get(PRICES, { ids: [2] }),
+            service.get(PRICES, { ids: [3] })
+        ]);
         expect(inner.count('prices')).toBe(1);
         expect(outcomes.map(outcome => outcome.status === 'rejected' && (outcome.reason as UpstreamError).code)).toEqual([
             'UPSTREAM_UNAVAILABLE',
@@ -112,21 +126,21 @@ describe('price batching', () => {
 
     it('rejects a bad id before it can join a batch and fail the other callers', async () => {
         const { service, inner } = harness({ batchWindowMs: 5 });
-        const bad = service.prices([-1]);
-        const good = service.prices([3375]);
+        const bad = service.get(PRICES, { ids: [-1] });
+        const good = service.get(PRICES, { ids: [3375] });
         await expect(bad).rejects.toMatchObject({ code: 'INVALID_INPUT' });
         expect((await good).data).toHaveLength(1);
-        expect(inner.calls[0]!.args[0]).toEqual([3375]);
+        expect(inner.calls[0]!.params).toEqual({ ids: [3375] });
     });
 });
 
 describe('stale-if-error', () => {
     it('serves an expired value with its age when the upstream is down', async () => {
         const { service, inner, clock, logger } = harness();
-        const fresh = await service.prices([3375]);
+        const fresh = await service.get(PRICES, { ids: [3375] });
         clock.advance(90 * SECOND);
         inner.failure = upstreamUnavailable('HTTP 503');
-        const stale = await service.prices([3375]);
+        const stale = await service.get(PRICES, { ids: [3375] });
         expect(inner.count('prices')).toBe(2);
         expect(stale.data).toEqual(fresh.data);
         expect(stale.staleAgeS).toBe(90);
@@ -138,13 +152,13 @@ describe('stale-if-error', () => {
 
     it('reports the oldest age when fresh and stale entries are combined', async () => {
         const { service, inner, clock } = harness();
-        await service.prices([1]);
+        await service.get(PRICES, { ids: [1] });
         clock.advance(30 * SECOND);
-        await service.prices([2]);
+        await service.get(PRICES, { ids: [2] });
         clock.advance(45 * SECOND);
         const start = clock.now();
         inner.failure = rateLimited(start + 60_000, start);
-        const result = await service.prices([1, 2]);
+        const result = await service.get(PRICES, { ids: [1, 2] });
         expect(result.data.map(row => row.tokenId)).toEqual([1, 2]);
         expect(result.staleAgeS).toBe(75);
         expect(result.fetchedAt).toBe(start - 75 * SECOND);
@@ -152,29 +166,29 @@ describe('stale-if-error', () => {
 
     it("serves the stale value when the caller's deadline passes while the upstream is still at work", async () => {
         const { service, inner, clock } = harness();
-        const fresh = await service.tmGrades([3306]);
+        const fresh = await service.get(TM_GRADES, { ids: [3306] });
         clock.advance(2 * 3600 * SECOND);
         const release = inner.hold();
         const deadline = new AbortController();
-        const pending = service.tmGrades([3306], deadline.signal);
+        const pending = service.get(TM_GRADES, { ids: [3306] }, deadline.signal);
         await settle();
         deadline.abort(new DOMException('The operation timed out.', 'TimeoutError'));
         const stale = await pending;
         expect(stale.data).toEqual(fresh.data);
         expect(stale.staleAgeS).toBe(7200);
         // After the deadline nothing new goes upstream: fresh entries answer, missing ones fail as a timeout.
-        await expect(service.prices([1], deadline.signal)).rejects.toMatchObject({ code: 'UPSTREAM_TIMEOUT' });
+        await expect(service.get(PRICES, { ids: [1] }, deadline.signal)).rejects.toMatchObject({ code: 'UPSTREAM_TIMEOUT' });
         expect(inner.count('prices')).toBe(0);
         release();
     });
 
     it('still answers a cancellation (not a deadline) with CANCELLED', async () => {
         const { service, inner, clock } = harness();
-        await service.tmGrades([3306]);
+        await service.get(TM_GRADES, { ids: [3306] });
         clock.advance(2 * 3600 * SECOND);
         const release = inner.hold();
         const controller = new AbortController();
-        const pending = service.tmGrades([3306], controller.signal);
+        const pending = service.get(TM_GRADES, { ids: [3306] }, controller.signal);
         await settle();
         controller.abort();
         await expect(pending).rejects.toMatchObject({ code: 'CANCELLED' });
@@ -184,24 +198,24 @@ describe('stale-if-error', () => {
     it('propagates the typed error when there is no stale value', async () => {
         const { service, inner } = harness();
         inner.failure = upstreamUnavailable('HTTP 503');
-        await expect(service.prices([3375])).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
-        await expect(service.moonshots('active', 5)).rejects.toBe(inner.failure);
+        await expect(service.get(PRICES, { ids: [3375] })).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+        await expect(service.get(MOONSHOTS, { type: 'active', limit: 5 })).rejects.toBe(inner.failure);
     });
 
     it('does not serve a value older than the stale limit', async () => {
         const { service, inner, clock } = harness({ staleMaxAgeSeconds: 600 });
-        await service.prices([3375]);
+        await service.get(PRICES, { ids: [3375] });
         clock.advance(601 * SECOND);
         inner.failure = quotaExhausted('monthly limit');
-        await expect(service.prices([3375])).rejects.toMatchObject({ code: 'QUOTA_EXHAUSTED' });
+        await expect(service.get(PRICES, { ids: [3375] })).rejects.toMatchObject({ code: 'QUOTA_EXHAUSTED' });
     });
 
     it('lets errors that a stale answer would hide propagate', async () => {
         const { service, inner, clock } = harness();
-        await service.prices([3375]);
+        await service.get(PRICES, { ids: [3375] });
         clock.advance(90 * SECOND);
         inner.failure = allKeysRevoked(['tm-…1111']);
-        await expect(service.prices([3375])).rejects.toMatchObject({ code: 'AUTH_REVOKED' });
+        await expect(service.get(PRICES, { ids: [3375] })).rejects.toMatchObject({ code: 'AUTH_REVOKED' });
         expect(service.stats().endpoints.prices.staleServed).toBe(0);
     });
 });
@@ -210,31 +224,31 @@ describe('format failures', () => {
     it('remembers an unreadable answer for 60 s, so repeating the question spends no credit, and says so', async () => {
         const { service, inner, clock } = harness();
         inner.failure = schemaDrift('/tm-grade: none of its 1 rows has TOKEN_ID', { endpoint: '/tm-grade' });
-        const first = (await service.tmGrades([3375]).catch((error: UpstreamError) => error)) as UpstreamError;
+        const first = (await service.get(TM_GRADES, { ids: [3375] }).catch((error: UpstreamError) => error)) as UpstreamError;
         expect(first).toMatchObject({ code: 'SCHEMA_DRIFT', hint: expect.stringContaining('remembered for another 60 s') });
         expect(first.hint).not.toMatch(/try again later/i);
         clock.advance(30 * SECOND);
-        const repeat = await service.tmGrades([3375]).catch((error: UpstreamError) => error);
+        const repeat = await service.get(TM_GRADES, { ids: [3375] }).catch((error: UpstreamError) => error);
         expect(repeat).toMatchObject({ code: 'SCHEMA_DRIFT', hint: expect.stringContaining('remembered for another 30 s') });
         expect(inner.count('tmGrades')).toBe(1);
         expect(service.stats().endpoints.tmGrades).toMatchObject({ misses: 1, failuresRemembered: 1, upstreamCalls: 1 });
         // Other tokens and other endpoints are other questions: they still go upstream.
-        await expect(service.tmGrades([3306])).rejects.toMatchObject({ code: 'SCHEMA_DRIFT' });
+        await expect(service.get(TM_GRADES, { ids: [3306] })).rejects.toMatchObject({ code: 'SCHEMA_DRIFT' });
         expect(inner.count('tmGrades')).toBe(2);
         inner.failure = null;
         clock.advance(31 * SECOND);
-        await expect(service.tmGrades([3375])).resolves.toMatchObject({ data: [{ tokenId: 3375 }] });
+        await expect(service.get(TM_GRADES, { ids: [3375] })).resolves.toMatchObject({ data: [{ tokenId: 3375 }] });
         expect(inner.count('tmGrades')).toBe(3);
     });
 
     it('serves a stale answer rather than a remembered format failure', async () => {
         const { service, inner, clock } = harness();
-        await service.prices([3375]);
+        await service.get(PRICES, { ids: [3375] });
         clock.advance(2 * DEFAULT_TTL_SECONDS.price * SECOND);
         inner.failure = schemaDrift('/price: "data" is not a list', { endpoint: '/price' });
-        const stale = await service.prices([3375]);
+        const stale = await service.get(PRICES, { ids: [3375] });
         expect(stale.staleAgeS).toBe(2 * DEFAULT_TTL_SECONDS.price);
-        const again = await service.prices([3375]);
+        const again = await service.get(PRICES, { ids: [3375] });
         expect(again.staleAgeS).toBe(2 * DEFAULT_TTL_SECONDS.price);
         expect(inner.count('prices')).toBe(2);
     });
@@ -242,8 +256,8 @@ describe('format failures', () => {
     it('does not remember outages: the next question tries the upstream again', async () => {
         const { service, inner } = harness();
         inner.failure = upstreamUnavailable('HTTP 503');
-        await expect(service.moonshots('active', 5)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
-        await expect(service.moonshots('active', 5)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+        await expect(service.get(MOONSHOTS, { type: 'active', limit: 5 })).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+        await expect(service.get(MOONSHOTS, { type: 'active', limit: 5 })).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
         expect(inner.count('moonshots')).toBe(2);
     });
 });
@@ -253,8 +267,8 @@ describe('cancellation', () => {
         const { service, inner } = harness();
         const release = inner.hold();
         const controller = new AbortController();
-        const leaving = service.dailyOhlcv(3375, 7, controller.signal);
-        const staying = service.dailyOhlcv(3375, 7);
+        const leaving = service.get(DAILY_OHLCV, { id: 3375, days: 7 }, controller.signal);
+        const staying = service.get(DAILY_OHLCV, { id: 3375, days: 7 });
         await settle();
         controller.abort();
         await expect(leaving).rejects.toMatchObject({ code: 'CANCELLED' });
@@ -268,20 +282,20 @@ describe('cancellation', () => {
         const { service, inner } = harness();
         const release = inner.hold();
         const controllers = [new AbortController(), new AbortController()];
-        const calls = controllers.map(controller => service.dailyOhlcv(3375, 7, controller.signal));
+        const calls = controllers.map(controller => service.get(DAILY_OHLCV, { id: 3375, days: 7 }, controller.signal));
         await settle();
         controllers.forEach(controller => controller.abort());
         for (const call of calls) await expect(call).rejects.toMatchObject({ code: 'CANCELLED' });
         expect(inner.calls[0]!.signal?.aborted).toBe(true);
         release();
-        expect((await service.dailyOhlcv(3375, 7)).data).toHaveLength(1);
+        expect((await service.get(DAILY_OHLCV, { id: 3375, days: 7 })).data).toHaveLength(1);
         expect(inner.count('dailyOhlcv')).toBe(2);
     });
 
     it('drops a pending batch when its only caller aborts before it fires', async () => {
         const { service, inner } = harness({ batchWindowMs: 5 });
         const controller = new AbortController();
-        const call = service.prices([1], controller.signal);
+        const call = service.get(PRICES, { ids: [1] }, controller.signal);
         controller.abort();
         await expect(call).rejects.toMatchObject({ code: 'CANCELLED' });
         await new Promise(resolve => setTimeout(resolve, 10));
@@ -290,7 +304,7 @@ describe('cancellation', () => {
 
     it('rejects at once when the signal is already aborted', async () => {
         const { service, inner } = harness();
-        await expect(service.prices([1], AbortSignal.abort())).rejects.toMatchObject({ code: 'CANCELLED' });
+        await expect(service.get(PRICES, { ids: [1] }, AbortSignal.abort())).rejects.toMatchObject({ code: 'CANCELLED' });
         expect(inner.count()).toBe(0);
     });
 });
@@ -298,40 +312,40 @@ describe('cancellation', () => {
 describe('entry granularity', () => {
     it('shares one moonshot page of 50 between different limits', async () => {
         const { service, inner } = harness();
-        const five = await service.moonshots('active', 5);
-        const twenty = await service.moonshots('active', 20);
-        expect(inner.calls.map(call => call.args)).toEqual([['active', 50]]);
+        const five = await service.get(MOONSHOTS, { type: 'active', limit: 5 });
+        const twenty = await service.get(MOONSHOTS, { type: 'active', limit: 20 });
+        expect(inner.calls.map(call => call.params)).toEqual([{ type: 'active', limit: 50 }]);
         expect(five.data).toHaveLength(5);
         expect(twenty.data).toHaveLength(20);
         expect(twenty.data.slice(0, 5)).toEqual(five.data);
-        await service.moonshots('past', 5);
+        await service.get(MOONSHOTS, { type: 'past', limit: 5 });
         expect(inner.count('moonshots')).toBe(2);
     });
 
     it('asks the upstream only for the token elements it has not seen', async () => {
         const { service, inner } = harness();
-        const first = await service.tokens({ symbols: ['BTC', 'ETH'] });
-        const second = await service.tokens({ symbols: ['eth', 'SOL'] });
-        expect(inner.calls.map(call => call.args[0])).toEqual([{ symbols: ['BTC', 'ETH'] }, { symbols: ['SOL'] }]);
+        const first = await service.get(TOKENS, { symbols: ['BTC', 'ETH'] });
+        const second = await service.get(TOKENS, { symbols: ['eth', 'SOL'] });
+        expect(inner.calls.map(call => call.params)).toEqual([{ symbols: ['BTC', 'ETH'] }, { symbols: ['SOL'] }]);
         expect(first.data.map(row => row.symbol)).toEqual(['BTC', 'ETH']);
         expect(second.data.map(row => row.symbol)).toEqual(['ETH', 'SOL']);
     });
 
     it('remembers that a symbol is unknown', async () => {
         const { service, inner } = harness();
-        expect((await service.tokens({ symbols: ['UNII'] })).data).toEqual([]);
-        expect((await service.tokens({ symbols: ['unii'] })).data).toEqual([]);
+        expect((await service.get(TOKENS, { symbols: ['UNII'] })).data).toEqual([]);
+        expect((await service.get(TOKENS, { symbols: ['unii'] })).data).toEqual([]);
         expect(inner.count('tokens')).toBe(1);
     });
 
     it('splits a mixed token query by element and reuses the rows for id lookups', async () => {
         const { service, inner } = harness();
         // Names go upstream as typed (the filter may be case-sensitive), and are keyed case-insensitively.
-        const mixed = await service.tokens({ symbols: ['btc'], names: ['Ethereum'], ids: [3988] });
-        expect(inner.calls[0]!.args[0]).toEqual({ symbols: ['BTC'], names: ['Ethereum'], ids: [3988] });
+        const mixed = await service.get(TOKENS, { symbols: ['btc'], names: ['Ethereum'], ids: [3988] });
+        expect(inner.calls[0]!.params).toEqual({ symbols: ['BTC'], names: ['Ethereum'], ids: [3988] });
         expect(mixed.data.map(row => row.tokenId)).toEqual([3375, 3306, 3988]);
-        const byName = await service.tokens({ names: ['ETHEREUM'] });
-        const byId = await service.tokens({ ids: [3375, 3306] });
+        const byName = await service.get(TOKENS, { names: ['ETHEREUM'] });
+        const byId = await service.get(TOKENS, { ids: [3375, 3306] });
         expect(byName.data.map(row => row.symbol)).toEqual(['ETH']);
         expect(byId.data.map(row => row.symbol)).toEqual(['BTC', 'ETH']);
         expect(inner.count('tokens')).toBe(1);
@@ -339,43 +353,43 @@ describe('entry granularity', () => {
 
     it('caches each grade source per id, separately, and sends only the missing ids upstream', async () => {
         const { service, inner } = harness();
-        await service.tmGrades([3375]);
-        const both = await service.tmGrades([3375, 3306]);
-        await service.fundamentalGrades([3375]);
-        await service.technologyGrades([3375]);
-        await service.fundamentalGrades([3375]);
-        expect(inner.calls.map(call => [call.method, call.args[0]])).toEqual([
-            ['tmGrades', [3375]],
-            ['tmGrades', [3306]],
-            ['fundamentalGrades', [3375]],
-            ['technologyGrades', [3375]]
+        await service.get(TM_GRADES, { ids: [3375] });
+        const both = await service.get(TM_GRADES, { ids: [3375, 3306] });
+        await service.get(FUNDAMENTAL_GRADES, { ids: [3375] });
+        await service.get(TECHNOLOGY_GRADES, { ids: [3375] });
+        await service.get(FUNDAMENTAL_GRADES, { ids: [3375] });
+        expect(inner.calls.map(call => [call.endpoint, call.params])).toEqual([
+            ['tmGrades', { ids: [3375] }],
+            ['tmGrades', { ids: [3306] }],
+            ['fundamentalGrades', { ids: [3375] }],
+            ['technologyGrades', { ids: [3375] }]
         ]);
         expect(both.data.map(row => row.tokenId)).toEqual([3375, 3306]);
     });
 
     it('keys signals and candles by id and clamped days', async () => {
         const { service, inner } = harness();
-        await service.tradingSignals([3375], 29);
-        await service.tradingSignals([3375], 30);
-        await service.tradingSignals([3375], 7);
-        await service.dailyOhlcv(3375, 29);
-        await service.dailyOhlcv(3375, 45);
+        await service.get(TRADING_SIGNALS, { ids: [3375], days: 29 });
+        await service.get(TRADING_SIGNALS, { ids: [3375], days: 30 });
+        await service.get(TRADING_SIGNALS, { ids: [3375], days: 7 });
+        await service.get(DAILY_OHLCV, { id: 3375, days: 29 });
+        await service.get(DAILY_OHLCV, { id: 3375, days: 45 });
         expect(inner.count('tradingSignals')).toBe(2);
         expect(inner.count('dailyOhlcv')).toBe(1);
     });
 
     it('answers an empty question without spending a credit', async () => {
         const { service, inner } = harness();
-        expect((await service.prices([])).data).toEqual([]);
-        expect((await service.tokens({})).data).toEqual([]);
+        expect((await service.get(PRICES, { ids: [] })).data).toEqual([]);
+        expect((await service.get(TOKENS, {})).data).toEqual([]);
         expect(inner.count()).toBe(0);
     });
 
     it('counts hits, misses, coalesced and upstream calls with totals', async () => {
         const { service } = harness();
-        await service.prices([1, 2]);
-        await service.prices([1, 3]);
-        await service.dailyOhlcv(1, 7);
+        await service.get(PRICES, { ids: [1, 2] });
+        await service.get(PRICES, { ids: [1, 3] });
+        await service.get(DAILY_OHLCV, { id: 1, days: 7 });
         const stats = service.stats();
         expect(stats.endpoints.prices).toEqual({
             hits: 1,
@@ -402,34 +416,34 @@ describe('entry granularity', () => {
 describe('negative answers', () => {
     it('10,000 lookups of unknown symbols and ids do not evict a good entry from a store of 1,000', async () => {
         const { service, inner } = harness({ maxEntries: 1000 });
-        await service.prices([3375]);
-        await service.tokens({ symbols: ['BTC'] });
+        await service.get(PRICES, { ids: [3375] });
+        await service.get(TOKENS, { symbols: ['BTC'] });
         for (let i = 0; i < 100; i++) {
-            await service.tokens({ symbols: Array.from({ length: 100 }, (_, j) => `JUNK${i * 100 + j}`) });
+            await service.get(TOKENS, { symbols: Array.from({ length: 100 }, (_, j) => `JUNK${i * 100 + j}`) });
         }
         inner.missingPrices = new Set(Array.from({ length: 2000 }, (_, i) => 500_000 + i));
-        for (let i = 0; i < 20; i++) await service.prices(Array.from({ length: 100 }, (_, j) => 500_000 + i * 100 + j));
+        for (let i = 0; i < 20; i++) await service.get(PRICES, { ids: Array.from({ length: 100 }, (_, j) => 500_000 + i * 100 + j) });
         const paid = inner.count();
 
-        expect((await service.prices([3375])).data).toHaveLength(1);
-        expect((await service.tokens({ symbols: ['BTC'] })).data.map(row => row.tokenId)).toEqual([3375]);
+        expect((await service.get(PRICES, { ids: [3375] })).data).toHaveLength(1);
+        expect((await service.get(TOKENS, { symbols: ['BTC'] })).data.map(row => row.tokenId)).toEqual([3375]);
         expect(inner.count()).toBe(paid);
         // The negative space is bounded too: the newest unknowns are remembered, the oldest forgotten.
         expect(service.stats().entries).toBeLessThanOrEqual(1000 + 2000);
         expect(service.stats().entries).toBeGreaterThanOrEqual(2000);
-        await service.prices([501_999]);
+        await service.get(PRICES, { ids: [501_999] });
         expect(inner.count()).toBe(paid);
     });
 
     it('moves an entry between the spaces when a token appears or disappears upstream', async () => {
         const { service, inner, clock } = harness({ maxEntries: 10 });
         inner.missingPrices.add(42);
-        expect((await service.prices([42])).data).toEqual([]);
+        expect((await service.get(PRICES, { ids: [42] })).data).toEqual([]);
         clock.advance(DEFAULT_TTL_SECONDS.price * SECOND + 1);
         inner.missingPrices.clear();
-        expect((await service.prices([42])).data).toHaveLength(1);
+        expect((await service.get(PRICES, { ids: [42] })).data).toHaveLength(1);
         expect(service.stats().entries).toBe(1);
-        expect((await service.prices([42])).data).toHaveLength(1);
+        expect((await service.get(PRICES, { ids: [42] })).data).toHaveLength(1);
         expect(inner.count('prices')).toBe(2);
     });
 });

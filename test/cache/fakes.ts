@@ -1,16 +1,16 @@
-import type { MarketData, TokenQuery } from '../../src/api/client.js';
+import type { MarketData } from '../../src/api/client.js';
 import { cancelled } from '../../src/api/errors.js';
 import type {
     DailyOhlcv,
     FundamentalGrade,
     Moonshot,
-    MoonshotType,
     Price,
     TechnologyGrade,
     TmGrade,
     Token,
     TradingSignal
 } from '../../src/domain/market.js';
+import type { Endpoint } from '../../src/endpoints/endpoint.js';
 import type { LogFields, Logger, LogLevel } from '../../src/logger.js';
 import { FakeClock as SharedFakeClock } from '../helpers/clock.js';
 
@@ -47,9 +47,20 @@ export class RecordingLogger implements Logger {
 }
 
 export interface InnerCall {
-    method: keyof MarketData;
-    args: unknown[];
+    /** The endpoint's name, e.g. `prices`. */
+    endpoint: string;
+    /** The question as the cache asked it, e.g. `{ ids: [3375] }`. */
+    params: unknown;
     signal: AbortSignal | undefined;
+}
+
+/** Every registry question's fields, as the fake reads them. */
+interface Params {
+    ids?: readonly number[];
+    id?: number;
+    symbols?: readonly string[];
+    names?: readonly string[];
+    limit?: number;
 }
 
 export const token = (tokenId: number, symbol: string, name: string): Token => ({
@@ -107,96 +118,90 @@ export class FakeMarketData implements MarketData {
         };
     }
 
-    count(method?: keyof MarketData): number {
-        return method === undefined ? this.calls.length : this.calls.filter(call => call.method === method).length;
+    /** Calls to the endpoint of that name (all calls when absent). */
+    count(endpoint?: string): number {
+        return endpoint === undefined ? this.calls.length : this.calls.filter(call => call.endpoint === endpoint).length;
     }
 
-    async tokens(query: TokenQuery, signal?: AbortSignal): Promise<Token[]> {
-        await this.enter('tokens', [query], signal);
-        const symbols = new Set(query.symbols ?? []);
-        const names = new Set((query.names ?? []).map(name => name.toLowerCase()));
-        const ids = new Set(query.ids ?? []);
-        return this.tokensDb.filter(row => symbols.has(row.symbol) || names.has(row.name.toLowerCase()) || ids.has(row.tokenId));
+    async get<P, Row>(endpoint: Endpoint<P, Row>, params: P, signal?: AbortSignal): Promise<Row[]> {
+        this.calls.push({ endpoint: endpoint.name, params, signal });
+        await this.enter(signal);
+        return this.rows(endpoint.name, params as Params) as Row[];
     }
 
-    async prices(tokenIds: readonly number[], signal?: AbortSignal): Promise<Price[]> {
-        await this.enter('prices', [[...tokenIds]], signal);
-        return tokenIds
-            .filter(id => !this.missingPrices.has(id))
-            .map(id => ({ tokenId: id, name: `Token ${id}`, symbol: `T${id}`, priceUsd: this.priceOf(id) }));
+    private rows(endpoint: string, params: Params): unknown[] {
+        const ids = params.ids ?? [];
+        switch (endpoint) {
+            case 'tokens': {
+                const symbols = new Set(params.symbols ?? []);
+                const names = new Set((params.names ?? []).map(name => name.toLowerCase()));
+                return this.tokensDb.filter(
+                    row => symbols.has(row.symbol) || names.has(row.name.toLowerCase()) || ids.includes(row.tokenId)
+                );
+            }
+            case 'prices':
+                return ids
+                    .filter(id => !this.missingPrices.has(id))
+                    .map((id): Price => ({ tokenId: id, name: `Token ${id}`, symbol: `T${id}`, priceUsd: this.priceOf(id) }));
+            case 'tmGrades':
+                return ids.map((id): TmGrade => ({
+                    tokenId: id,
+                    tmGrade: 75,
+                    signalLabel: 'Buy',
+                    momentum: 'Gaining Momentum',
+                    change24hPts: 1.5,
+                    change24hPct: 2,
+                    fundamentalGrade: 60,
+                    fundamentalClass: 'B',
+                    quantGrade: null
+                }));
+            case 'fundamentalGrades':
+                return ids.map((id): FundamentalGrade => ({
+                    tokenId: id,
+                    date: '2026-01-15',
+                    fundamentalGrade: 64,
+                    fundamentalClass: 'A',
+                    communityScore: 50,
+                    exchangeScore: 60,
+                    vcScore: null,
+                    tokenomicsScore: 70,
+                    defiScannerScore: null
+                }));
+            case 'technologyGrades':
+                return ids.map((id): TechnologyGrade => ({
+                    tokenId: id,
+                    date: '2026-01-15',
+                    technologyGrade: 58,
+                    activityScore: 40,
+                    securityScore: 70,
+                    repositoryScore: 55,
+                    collaborationScore: null
+                }));
+            case 'tradingSignals':
+                return ids.flatMap(id =>
+                    [0, 1].map((offset): TradingSignal => ({
+                        tokenId: id,
+                        date: `2026-01-${String(15 - offset).padStart(2, '0')}`,
+                        event: offset === 1 ? 1 : 0,
+                        trend: 1,
+                        signalReturns: 0.1,
+                        holdingReturns: 0.05,
+                        traderGrade: 70,
+                        investorGrade: 60
+                    }))
+                );
+            case 'moonshots':
+                return Array.from({ length: params.limit ?? 0 }, (_, i) => moonshot(i));
+            case 'dailyOhlcv':
+                return [
+                    { tokenId: params.id!, date: '2026-01-15', open: 1, high: 2, low: 0.5, close: 1.5, volume: 1000 } satisfies DailyOhlcv
+                ];
+            default:
+                throw new Error(`FakeMarketData has no rows for ${endpoint}`);
+        }
     }
 
-    async tmGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TmGrade[]> {
-        await this.enter('tmGrades', [[...tokenIds]], signal);
-        return tokenIds.map(id => ({
-            tokenId: id,
-            tmGrade: 75,
-            signalLabel: 'Buy',
-            momentum: 'Gaining Momentum',
-            change24hPts: 1.5,
-            change24hPct: 2,
-            fundamentalGrade: 60,
-            fundamentalClass: 'B',
-            quantGrade: null
-        }));
-    }
-
-    async fundamentalGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<FundamentalGrade[]> {
-        await this.enter('fundamentalGrades', [[...tokenIds]], signal);
-        return tokenIds.map(id => ({
-            tokenId: id,
-            date: '2026-01-15',
-            fundamentalGrade: 64,
-            fundamentalClass: 'A',
-            communityScore: 50,
-            exchangeScore: 60,
-            vcScore: null,
-            tokenomicsScore: 70,
-            defiScannerScore: null
-        }));
-    }
-
-    async technologyGrades(tokenIds: readonly number[], signal?: AbortSignal): Promise<TechnologyGrade[]> {
-        await this.enter('technologyGrades', [[...tokenIds]], signal);
-        return tokenIds.map(id => ({
-            tokenId: id,
-            date: '2026-01-15',
-            technologyGrade: 58,
-            activityScore: 40,
-            securityScore: 70,
-            repositoryScore: 55,
-            collaborationScore: null
-        }));
-    }
-
-    async tradingSignals(tokenIds: readonly number[], days: number, signal?: AbortSignal): Promise<TradingSignal[]> {
-        await this.enter('tradingSignals', [[...tokenIds], days], signal);
-        return tokenIds.flatMap(id =>
-            [0, 1].map(offset => ({
-                tokenId: id,
-                date: `2026-01-${String(15 - offset).padStart(2, '0')}`,
-                event: offset === 1 ? (1 as const) : (0 as const),
-                trend: 1 as const,
-                signalReturns: 0.1,
-                holdingReturns: 0.05,
-                traderGrade: 70,
-                investorGrade: 60
-            }))
-        );
-    }
-
-    async moonshots(type: MoonshotType, limit: number, signal?: AbortSignal): Promise<Moonshot[]> {
-        await this.enter('moonshots', [type, limit], signal);
-        return Array.from({ length: limit }, (_, i) => moonshot(i));
-    }
-
-    async dailyOhlcv(tokenId: number, days: number, signal?: AbortSignal): Promise<DailyOhlcv[]> {
-        await this.enter('dailyOhlcv', [tokenId, days], signal);
-        return [{ tokenId, date: '2026-01-15', open: 1, high: 2, low: 0.5, close: 1.5, volume: 1000 }];
-    }
-
-    private async enter(method: keyof MarketData, args: unknown[], signal: AbortSignal | undefined): Promise<void> {
-        this.calls.push({ method, args, signal });
+    private async enter(signal: AbortSignal | undefined): Promise<void> {
         const gate = this.gate;
         if (gate !== null) {
             await new Promise<void>((resolve, reject) => {

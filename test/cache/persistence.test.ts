@@ -6,15 +6,11 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { upstreamUnavailable } from '../../src/api/errors.js';
 import { MAX_CACHE_FILE_BYTES } from '../../src/cache/files.js';
 import { processAlive } from '../../src/cache/lock.js';
-import {
-    CACHE_FILE_NAME,
-    CACHE_FILE_VERSION,
-    DEFAULT_PERSIST_DELAY_MS,
-    JOURNAL_PREFIX,
-    LOCK_FILE_NAME
-} from '../../src/cache/persistence.js';
+import { CACHE_FILE_NAME, CACHE_FILE_VERSION, JOURNAL_PREFIX, LOCK_FILE_NAME } from '../../src/cache/disk-format.js';
+import { DEFAULT_PERSIST_DELAY_MS } from '../../src/cache/persistence.js';
 import { FakeClock, FakeMarketData, RecordingLogger } from './fakes.js';
 import { harness as openHarness } from './helpers.js';
+import { DAILY_OHLCV, MOONSHOTS, PRICES, TM_GRADES, TOKENS } from '../../src/endpoints/registry.js';
 
 const SECOND = 1000;
 /** Key-like strings the test puts within reach of the cache: none may reach the file. */
@@ -60,15 +56,15 @@ const raceWithTimer = <T>(promise: Promise<T>, ms: number): Promise<T | 'still w
 describe('persistent cache', () => {
     it('answers a repeated question after a restart without calling the upstream', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.prices([3375, 3306]);
-        await first.service.tokens({ symbols: ['BTC', 'NOPE'] });
-        await first.service.tmGrades([3375]);
+        await first.service.get(PRICES, { ids: [3375, 3306] });
+        await first.service.get(TOKENS, { symbols: ['BTC', 'NOPE'] });
+        await first.service.get(TM_GRADES, { ids: [3375] });
         await first.service.close();
 
         const second = harness({ cacheDir: dir }, { clock: first.clock });
-        const prices = await second.service.prices([3306, 3375]);
-        const tokens = await second.service.tokens({ symbols: ['btc', 'nope'] });
-        const grades = await second.service.tmGrades([3375]);
+        const prices = await second.service.get(PRICES, { ids: [3306, 3375] });
+        const tokens = await second.service.get(TOKENS, { symbols: ['btc', 'nope'] });
+        const grades = await second.service.get(TM_GRADES, { ids: [3375] });
         expect(second.inner.count()).toBe(0);
         expect(prices.data.map(row => row.tokenId)).toEqual([3306, 3375]);
         expect(prices.fetchedAt).toBe(first.clock.now());
@@ -79,7 +75,7 @@ describe('persistent cache', () => {
 
     it('creates an owner-only directory and journal, and leaves one owner-only snapshot after close', async () => {
         const { service } = harness({ cacheDir: dir });
-        await service.prices([3375]);
+        await service.get(PRICES, { ids: [3375] });
         await service.flush();
         expect(statSync(dir).mode & 0o777).toBe(0o700);
         expect(journals()).toHaveLength(1);
@@ -93,12 +89,12 @@ describe('persistent cache', () => {
 
     it('does not resurrect expired entries as fresh after a restart, but keeps them as stale candidates', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.prices([3375]);
+        await first.service.get(PRICES, { ids: [3375] });
         await first.service.close();
 
         const clock = new FakeClock(first.clock.now() + 120 * SECOND);
         const second = harness({ cacheDir: dir }, { clock });
-        const refreshed = await second.service.prices([3375]);
+        const refreshed = await second.service.get(PRICES, { ids: [3375] });
         expect(second.inner.count('prices')).toBe(1);
         expect(refreshed.staleAgeS).toBeNull();
         expect(refreshed.fetchedAt).toBe(clock.now());
@@ -106,7 +102,7 @@ describe('persistent cache', () => {
         const down = new FakeMarketData();
         down.failure = upstreamUnavailable('HTTP 503');
         const fourth = harness({ cacheDir: dir }, { clock: new FakeClock(first.clock.now() + 120 * SECOND), inner: down });
-        const stale = await fourth.service.prices([3375]);
+        const stale = await fourth.service.get(PRICES, { ids: [3375] });
         expect(down.count('prices')).toBe(1);
         expect(stale.staleAgeS).toBe(120);
         await Promise.all([second.service.close(), fourth.service.close()]);
@@ -115,22 +111,22 @@ describe('persistent cache', () => {
     it('appends a change by itself within the persist delay: a new instance reads it without close() (a crash loses nothing older)', async () => {
         expect(DEFAULT_PERSIST_DELAY_MS).toBeLessThanOrEqual(1000);
         const { service } = harness({ cacheDir: dir, persistDebounceMs: 1 });
-        await service.prices([3375]);
+        await service.get(PRICES, { ids: [3375] });
         await vi.waitFor(() => expect(journals().some(name => readFileSync(join(dir, name), 'utf8').includes('"price:3375"'))).toBe(true));
         // No flush, no close: as after a crash.
         const second = harness({ cacheDir: dir });
-        await second.service.prices([3375]);
+        await second.service.get(PRICES, { ids: [3375] });
         expect(second.inner.count()).toBe(0);
         await Promise.all([service.close(), second.service.close()]);
     });
 
     it('appends only what changed, never rewriting what is on disk', async () => {
         const { service } = harness({ cacheDir: dir });
-        await service.prices(ids(1, 50));
+        await service.get(PRICES, { ids: ids(1, 50) });
         await service.flush();
         const [journal] = journals();
         const before = readFileSync(join(dir, journal!), 'utf8');
-        await service.prices([3375]);
+        await service.get(PRICES, { ids: [3375] });
         await service.flush();
         const after = readFileSync(join(dir, journal!), 'utf8');
         expect(after.startsWith(before)).toBe(true);
@@ -140,17 +136,17 @@ describe('persistent cache', () => {
 
     it('applies a shortened TTL to entries loaded from disk', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.tmGrades([3375]);
+        await first.service.get(TM_GRADES, { ids: [3375] });
         await first.service.close();
         first.clock.advance(20 * SECOND);
         const second = harness({ cacheDir: dir, ttlSeconds: { grades: 10 } }, { clock: first.clock });
-        await second.service.tmGrades([3375]);
+        await second.service.get(TM_GRADES, { ids: [3375] });
         expect(second.inner.count('tmGrades')).toBe(1);
     });
 
     it('starts empty and logs a warning when the file is corrupt', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.prices([3375]);
+        await first.service.get(PRICES, { ids: [3375] });
         await first.service.close();
         writeFileSync(join(dir, CACHE_FILE_NAME), `{"version":${CACHE_FILE_VERSION},"entries":[{"key":"price:1"`);
 
@@ -158,7 +154,7 @@ describe('persistent cache', () => {
         const second = harness({ cacheDir: dir }, { logger });
         await second.service.ready;
         expect(logger.warnings.map(line => line.msg)).toEqual([expect.stringContaining('not valid JSON')]);
-        expect((await second.service.prices([3375])).data).toHaveLength(1);
+        expect((await second.service.get(PRICES, { ids: [3375] })).data).toHaveLength(1);
         expect(second.inner.count('prices')).toBe(1);
         await second.service.close();
         expect(JSON.parse(snapshotLines()[0]!)).toMatchObject({ version: CACHE_FILE_VERSION });
@@ -166,12 +162,12 @@ describe('persistent cache', () => {
 
     it('skips a line cut short by a crash, keeping every line before it', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.prices([1, 2]);
+        await first.service.get(PRICES, { ids: [1, 2] });
         await first.service.flush();
         const [journal] = journals();
         writeFileSync(join(dir, journal!), `${readFileSync(join(dir, journal!), 'utf8')}{"key":"price:3","fetchedAt":`);
         const second = harness({ cacheDir: dir }, { clock: first.clock });
-        await second.service.prices([1, 2]);
+        await second.service.get(PRICES, { ids: [1, 2] });
         expect(second.inner.count()).toBe(0);
         expect(second.logger.warnings).toEqual([]);
         await Promise.all([first.service.close(), second.service.close()]);
@@ -206,13 +202,13 @@ describe('persistent cache', () => {
             expect.objectContaining({ lines: 2 }),
             expect.objectContaining({ rejected: 1 })
         ]);
-        expect((await badValues.service.prices([2])).data[0]?.priceUsd).toBe(2);
+        expect((await badValues.service.get(PRICES, { ids: [2] })).data[0]?.priceUsd).toBe(2);
         expect(badValues.inner.count()).toBe(0);
         // Values are checked against the domain schema when first used: those that fail are dropped and refetched.
-        const btc = await badValues.service.tokens({ symbols: ['BTC'] });
+        const btc = await badValues.service.get(TOKENS, { symbols: ['BTC'] });
         expect(btc.data.map(row => row.tokenId)).toEqual([3375]);
         expect(badValues.inner.count('tokens')).toBe(1);
-        expect((await badValues.service.prices([1, 3])).data.map(row => row.priceUsd)).toEqual([0.01, 0.03]);
+        expect((await badValues.service.get(PRICES, { ids: [1, 3] })).data.map(row => row.priceUsd)).toEqual([0.01, 0.03]);
         expect(badValues.inner.count('prices')).toBe(1);
         expect(badValues.logger.warnings.slice(2).map(line => [line.msg, line.fields.kind])).toEqual([
             [expect.stringContaining('unexpected value shape'), 'tokens'],
@@ -223,13 +219,13 @@ describe('persistent cache', () => {
 
     it('writes only domain data: key-like strings near the cache never reach the files', async () => {
         const { service, inner } = harness({ cacheDir: dir });
-        await service.prices([3375]);
-        await service.tokens({ symbols: ['BTC'] });
+        await service.get(PRICES, { ids: [3375] });
+        await service.get(TOKENS, { symbols: ['BTC'] });
         // An upstream error that echoes a key must not be persisted either: errors are never cached.
         inner.failure = upstreamUnavailable(`proxy said: bad key ${API_KEYS[0]}`);
-        await expect(service.moonshots('active', 10)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+        await expect(service.get(MOONSHOTS, { type: 'active', limit: 10 })).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
         inner.failure = null;
-        await service.dailyOhlcv(3375, 7);
+        await service.get(DAILY_OHLCV, { id: 3375, days: 7 });
         await service.flush();
         const journalText = readFileSync(join(dir, journals()[0]!), 'utf8');
         await service.close();
@@ -247,8 +243,8 @@ describe('persistent cache', () => {
         const { service, inner, logger } = harness({ cacheDir: join(file, 'sub') });
         await service.ready;
         expect(logger.warnings).toHaveLength(1);
-        await service.prices([1]);
-        await service.prices([1]);
+        await service.get(PRICES, { ids: [1] });
+        await service.get(PRICES, { ids: [1] });
         expect(inner.count()).toBe(1);
         await service.close();
         expect(logger.warnings).toHaveLength(1);
@@ -258,13 +254,13 @@ describe('persistent cache', () => {
 describe('start-up', () => {
     it('reads nothing at construction: a call waits for the restore and is answered from disk', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.prices(ids(1, 200));
+        await first.service.get(PRICES, { ids: ids(1, 200) });
         await first.service.close();
 
         const second = harness({ cacheDir: dir }, { clock: first.clock });
         // Construction returned before anything was read: the store is still empty.
         expect(second.service.stats().entries).toBe(0);
-        const answer = await second.service.prices([7, 150]);
+        const answer = await second.service.get(PRICES, { ids: [7, 150] });
         expect(answer.data.map(row => row.tokenId)).toEqual([7, 150]);
         expect(second.inner.count()).toBe(0);
         expect(second.service.stats().entries).toBe(200);
@@ -274,7 +270,7 @@ describe('start-up', () => {
         'skips a link to /dev/zero and a FIFO in place of cache files with a warning, without blocking',
         async () => {
             const first = harness({ cacheDir: dir });
-            await first.service.prices([3375]);
+            await first.service.get(PRICES, { ids: [3375] });
             await first.service.flush();
             const [journal] = journals();
             rmSync(join(dir, journal!));
@@ -287,7 +283,7 @@ describe('start-up', () => {
                 expect.stringContaining('not a regular file'),
                 expect.stringContaining('not a regular file')
             ]);
-            expect((await second.service.prices([3375])).data).toHaveLength(1);
+            expect((await second.service.get(PRICES, { ids: [3375] })).data).toHaveLength(1);
             expect(second.inner.count()).toBe(1);
             // The compaction at close replaces the link with a snapshot and leaves the FIFO (a live process's name) alone.
             await Promise.all([first.service.close(), second.service.close()]);
@@ -297,13 +293,13 @@ describe('start-up', () => {
 
     it('ignores a cache file larger than the cap with a warning', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.prices([3375]);
+        await first.service.get(PRICES, { ids: [3375] });
         await first.service.close();
         // Sparse: takes no disk space, reads as zeros.
         truncateSync(join(dir, CACHE_FILE_NAME), MAX_CACHE_FILE_BYTES + 1);
 
         const second = harness({ cacheDir: dir }, { clock: first.clock });
-        await second.service.prices([3375]);
+        await second.service.get(PRICES, { ids: [3375] });
         expect(second.inner.count()).toBe(1);
         expect(second.logger.warnings).toEqual([
             expect.objectContaining({
@@ -321,19 +317,19 @@ describe('several processes on one cache directory', () => {
         const b = harness({ cacheDir: dir }, { clock });
         for (let round = 0; round < 5; round++) {
             await Promise.all([
-                a.service.prices(ids(1000 + round * 20, 20)),
-                b.service.prices(ids(2000 + round * 20, 20)),
+                a.service.get(PRICES, { ids: ids(1000 + round * 20, 20) }),
+                b.service.get(PRICES, { ids: ids(2000 + round * 20, 20) }),
                 a.service.flush(),
                 b.service.flush()
             ]);
         }
-        await Promise.all([a.service.tmGrades(ids(1, 10)), b.service.tmGrades(ids(11, 10))]);
+        await Promise.all([a.service.get(TM_GRADES, { ids: ids(1, 10) }), b.service.get(TM_GRADES, { ids: ids(11, 10) })]);
         // Both close at once: one compacts, the other finds the lock taken and leaves its journal.
         await Promise.all([a.service.close(), b.service.close()]);
 
         const c = harness({ cacheDir: dir }, { clock });
-        await c.service.prices([...ids(1000, 100), ...ids(2000, 100)]);
-        await c.service.tmGrades(ids(1, 20));
+        await c.service.get(PRICES, { ids: [...ids(1000, 100), ...ids(2000, 100)] });
+        await c.service.get(TM_GRADES, { ids: ids(1, 20) });
         expect(c.inner.count()).toBe(0);
         expect(c.logger.warnings).toEqual([]);
         expect(readdirSync(dir)).not.toContain(LOCK_FILE_NAME);
@@ -343,17 +339,17 @@ describe('several processes on one cache directory', () => {
         const clock = new FakeClock();
         const a = harness({ cacheDir: dir }, { clock });
         const b = harness({ cacheDir: dir }, { clock });
-        await b.service.prices([1]);
+        await b.service.get(PRICES, { ids: [1] });
         await b.service.flush();
-        await a.service.prices([2]);
+        await a.service.get(PRICES, { ids: [2] });
         await a.service.close();
         // b's process is alive: its journal is folded but not deleted, and it goes on appending to it.
         expect(journals()).toHaveLength(1);
-        await b.service.prices([3]);
+        await b.service.get(PRICES, { ids: [3] });
         await b.service.flush();
 
         const c = harness({ cacheDir: dir }, { clock });
-        await c.service.prices([1, 2, 3]);
+        await c.service.get(PRICES, { ids: [1, 2, 3] });
         expect(c.inner.count()).toBe(0);
         await b.service.close();
         expect(readdirSync(dir)).toEqual([CACHE_FILE_NAME]);
@@ -361,7 +357,7 @@ describe('several processes on one cache directory', () => {
 
     it('folds and removes the journals of processes that are gone, older layouts, and a lock left by a dead process', async () => {
         const first = harness({ cacheDir: dir });
-        await first.service.prices([1, 2]);
+        await first.service.get(PRICES, { ids: [1, 2] });
         await first.service.flush();
         // Pretend the journal's process died without closing: rename it to a pid nobody runs.
         const [journal] = journals();
@@ -376,19 +372,19 @@ describe('several processes on one cache directory', () => {
         );
 
         const second = harness({ cacheDir: dir }, { clock: first.clock });
-        await second.service.prices([1, 2]);
+        await second.service.get(PRICES, { ids: [1, 2] });
         expect(second.inner.count()).toBe(0);
         await second.service.close();
         expect(readdirSync(dir)).toEqual([CACHE_FILE_NAME]);
         const third = harness({ cacheDir: dir }, { clock: first.clock });
-        await third.service.prices([1, 2]);
+        await third.service.get(PRICES, { ids: [1, 2] });
         expect(third.inner.count()).toBe(0);
     });
 
     it('takes over a lock nobody has touched for a long time, and leaves a fresh one alone', async () => {
         const lock = join(dir, LOCK_FILE_NAME);
         const a = harness({ cacheDir: dir });
-        await a.service.prices([1]);
+        await a.service.get(PRICES, { ids: [1] });
         await a.service.flush();
         writeFileSync(lock, JSON.stringify({ pid: process.pid, host: 'another-host', token: 'x' }));
         await a.service.close();
@@ -399,9 +395,9 @@ describe('several processes on one cache directory', () => {
         const old = (Date.now() - 3600 * SECOND) / 1000;
         utimesSync(lock, old, old);
         const b = harness({ cacheDir: dir }, { clock: a.clock });
-        await b.service.prices([1]);
+        await b.service.get(PRICES, { ids: [1] });
         expect(b.inner.count()).toBe(0);
-        await b.service.prices([2]);
+        await b.service.get(PRICES, { ids: [2] });
         await b.service.close();
         expect(readdirSync(dir)).not.toContain(LOCK_FILE_NAME);
     });
@@ -409,9 +405,9 @@ describe('several processes on one cache directory', () => {
     it('bounds the snapshot: entries too old to serve are dropped, and at most maxEntries are kept, the newest', async () => {
         const clock = new FakeClock();
         const a = harness({ cacheDir: dir, maxEntries: 100, staleMaxAgeSeconds: 3600 }, { clock });
-        await a.service.prices(ids(1, 50));
+        await a.service.get(PRICES, { ids: ids(1, 50) });
         clock.advance(2 * 3600 * SECOND);
-        await a.service.prices(ids(101, 150));
+        await a.service.get(PRICES, { ids: ids(101, 150) });
         await a.service.close();
         const keys = snapshotLines().slice(1).map(keyOf);
         expect(keys).toHaveLength(100);

@@ -116,6 +116,8 @@ export class FakeUpstream {
     private rules: FaultRule[] = [];
     private readonly revoked = new Set<string>();
     private readonly removed = new Set<string>();
+    /** Paths a test added (`serve`), with their rows. */
+    private readonly extra = new Map<string, Row[]>();
     private readonly sockets = new Set<Socket>();
     private validKeys: Set<string> | null;
 
@@ -185,6 +187,11 @@ export class FakeUpstream {
 
     restoreEndpoint(path: string): void {
         this.removed.delete(path);
+    }
+
+    /** Serves `rows` verbatim at `path` too, filtered by `token_id` and paginated: an endpoint only a test knows. */
+    serve(path: string, rows: Row[]): void {
+        this.extra.set(path, rows);
     }
 
     /** Forget calls, faults, revocations and removed endpoints. */
@@ -281,7 +288,7 @@ export class FakeUpstream {
                         break;
                 }
             }
-            if (this.removed.has(path) || !(ENDPOINTS as readonly string[]).includes(path)) {
+            if (this.removed.has(path) || !((ENDPOINTS as readonly string[]).includes(path) || this.extra.has(path))) {
                 return send(404, JSON.stringify({ success: false, message: 'Not Found' }));
             }
             const result = this.route(path, url.searchParams);
@@ -372,7 +379,8 @@ export class FakeUpstream {
                 return paginate(world.marketMetricsRows(days ?? undefined));
             }
             default:
-                return { error: 'unknown endpoint' };
+                // A path a test added with `serve`: any other was answered 404 above.
+                return paginate((this.extra.get(path) ?? []).filter(row => ids.length === 0 || ids.includes(String(row.TOKEN_ID))));
         }
     }
 }

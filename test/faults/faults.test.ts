@@ -1,7 +1,7 @@
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type * as z from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isValidFilterValue } from '../../src/api/client.js';
+import { isValidFilterValue } from '../../src/endpoints/params.js';
 import type { UpstreamError } from '../../src/api/errors.js';
 import { systemClock } from '../../src/clock.js';
 import { ExplainSignalOutput } from '../../tools/explain-signal.js';
@@ -35,6 +35,7 @@ import {
     type RawResponse,
     type Session
 } from './support.js';
+import { PRICES } from '../../src/endpoints/registry.js';
 
 /**
  * Issue 8: the built server keeps serving, loses nothing and leaks nothing under upstream faults, rate-limit storms,
@@ -116,7 +117,7 @@ describe('regressions this suite found, pinned at the client', () => {
             const { client, http: upstream } = clientFor(fake, { clock: systemClock, http });
             try {
                 inject(fake, { fault: { kind: 'rate-limit', retryAfter } });
-                const error = await client.prices([3375]).then(
+                const error = await client.get(PRICES, { ids: [3375] }).then(
                     () => null,
                     (failure: unknown) => failure as UpstreamError
                 );
@@ -137,7 +138,7 @@ describe('regressions this suite found, pinned at the client', () => {
         try {
             fake.latencyMs = 20;
             inject(fake, { fault: { kind: 'rate-limit', retryAfter: '30' }, key: keys[0] });
-            const prices = await Promise.all(Array.from({ length: 12 }, (_, i) => client.prices([40_000 + i])));
+            const prices = await Promise.all(Array.from({ length: 12 }, (_, i) => client.get(PRICES, { ids: [40_000 + i] })));
             expect(prices.every(rows => rows.length === 1)).toBe(true);
             // Only the requests in flight when the first 429 arrived (one per slot) met the resting key; it was 12 before.
             expect(fake.calls.filter(call => call.key === keys[0]).length).toBeLessThanOrEqual(2);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { isValidFilterValue } from '../../src/api/client.js';
+import { isValidFilterValue } from '../../src/endpoints/params.js';
 import { ENDPOINTS, FakeUpstream, type FakeCall, type FaultRule } from '../fake-upstream/index.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
 

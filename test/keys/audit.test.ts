@@ -8,6 +8,7 @@ import { Redactor } from '../../src/redact.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { keyWindows, managedClient, memoryLogger, tempKeyFile, type ManagedClient, type TempKeyFile } from './support.js';
+import { PRICES } from '../../src/endpoints/registry.js';
 
 // The FakeClock starts at 2026-11-25T12:00:00Z.
 const OLD = 'tm-Rb8Wn3Kd6Pa1-01d1';
@@ -60,21 +61,21 @@ describe('audit trail', () => {
         const { client, keys } = managed;
 
         // 1. The old key serves, and is rate limited once.
-        await client.prices([3375]);
+        await client.get(PRICES, { ids: [3375] });
         fake.inject({ fault: { kind: 'rate-limit', retryAfter: '2' }, key: OLD, times: 1 });
-        await client.prices([3306]);
+        await client.get(PRICES, { ids: [3306] });
         // 2. Add the new key, valid from 2026-11-27: the old one keeps serving until then.
         file.replace([`${NEW} label=new-key not-before=2026-11-27`, `${OLD} label=old-key expires=2026-11-29`]);
         clock.advance(1_000);
-        await client.prices([3375]);
+        await client.get(PRICES, { ids: [3375] });
         expect(fake.log().at(-1)).toBe(`/price ${fp(OLD)} -> 200`);
         // 3. 2026-11-27: the new key takes over, without a file change or a restart.
         clock.advance(Date.parse('2026-11-27T00:00:00Z') - clock.now());
-        await client.prices([3306]);
+        await client.get(PRICES, { ids: [3306] });
         expect(fake.log().at(-1)).toBe(`/price ${fp(NEW)} -> 200`);
         // 4. The upstream rejects the new key for a while: set aside, the old key serves again.
         fake.revoke(NEW);
-        await client.prices([3375]);
+        await client.get(PRICES, { ids: [3375] });
         expect(fake.log().slice(-2)).toEqual([`/price ${fp(NEW)} -> 401`, `/price ${fp(OLD)} -> 200`]);
         // 5. The old key's expiry passes.
         clock.advance(Date.parse('2026-11-30T00:00:00Z') - clock.now());
@@ -83,7 +84,7 @@ describe('audit trail', () => {
         fake.reset();
         file.replace([`${NEW} label=new-key not-before=2026-11-27`]);
         clock.advance(1_000);
-        await client.prices([3306]);
+        await client.get(PRICES, { ids: [3306] });
         expect(fake.log()).toEqual([`/price ${fp(NEW)} -> 200`]);
         // 7. Usage accounting reports a quota warning.
         keys.noteQuotaWarning({ fingerprint: fp(NEW), used: 800, quota: 1000, threshold: 80 });

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isUpstreamError } from '../../src/api/errors.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { managedClient, memoryLogger, rejection, tempKeyFile, type ManagedClient, type TempKeyFile } from './support.js';
+import { PRICES, TM_GRADES, TOKENS } from '../../src/endpoints/registry.js';
 
 const K1 = 'tm-failover-revoked-k001';
 const K2 = 'tm-failover-limited-k002';
@@ -37,11 +38,11 @@ describe('key failover through the real client', () => {
         fake.revoke(K1);
         fake.inject({ fault: { kind: 'rate-limit', retryAfter: '30' }, key: K2 });
 
-        const prices = await client.prices([3375]);
+        const prices = await client.get(PRICES, { ids: [3375] });
         expect(prices.map(price => price.tokenId)).toEqual([3375]);
         expect(fake.log()).toEqual([`/price ${fp(K1)} -> 401`, `/price ${fp(K2)} -> 429`, `/price ${fp(K3)} -> 200`]);
 
-        await client.prices([3306]);
+        await client.get(PRICES, { ids: [3306] });
         // K1 stays out (revoked) and K2 sits out its 30 s: one request, on K3.
         expect(fake.log().slice(3)).toEqual([`/price ${fp(K3)} -> 200`]);
     });
@@ -63,7 +64,11 @@ describe('key failover through the real client', () => {
                 fake.revoke(OLD);
                 rotatedAt = fake.calls.length;
             }
-            const results = await Promise.allSettled([client.prices([3375]), client.prices([3306]), client.prices([3375, 3306])]);
+            const results = await Promise.allSettled([
+                client.get(PRICES, { ids: [3375] }),
+                client.get(PRICES, { ids: [3306] }),
+                client.get(PRICES, { ids: [3375, 3306] })
+            ]);
             for (const result of results) if (result.status === 'rejected') failures.push(result.reason);
             clock.advance(250);
         }
@@ -82,7 +87,7 @@ describe('key failover through the real client', () => {
         const file = track(tempKeyFile([keys[2]!]));
         const { client } = track(managedClient(fake, { envKeys: keys.slice(0, 2), keyFile: file.path }));
         for (const key of keys) fake.revoke(key);
-        const error = await rejection(client.prices([3375]));
+        const error = await rejection(client.get(PRICES, { ids: [3375] }));
         expect(isUpstreamError(error) && error.code).toBe('AUTH_REVOKED');
         const text = isUpstreamError(error) ? error.userMessage : '';
         for (const variable of KEY_VARIABLES) expect(text).toContain(variable);
@@ -93,7 +98,7 @@ describe('key failover through the real client', () => {
 
     it('says NO_API_KEY, naming every key variable, when no key is configured, without calling the upstream', async () => {
         const { client } = track(managedClient(fake, { keyFile: null }));
-        const error = await rejection(client.prices([3375]));
+        const error = await rejection(client.get(PRICES, { ids: [3375] }));
         expect(isUpstreamError(error) && error.code).toBe('NO_API_KEY');
         const text = isUpstreamError(error) ? error.userMessage : '';
         for (const variable of KEY_VARIABLES) expect(text).toContain(variable);
@@ -105,9 +110,9 @@ describe('key failover through the real client', () => {
         const [A, B] = ['tm-header-only-h001', 'tm-header-only-h002'];
         const { client } = track(managedClient(fake, { envKeys: [A, B], logger: log.logger }));
         fake.inject({ fault: { kind: 'rate-limit', retryAfter: '5' }, key: A, times: 1 });
-        await client.prices([3375, 3306]);
-        await client.tokens({ symbols: ['BTC'] });
-        await client.tmGrades([3375]);
+        await client.get(PRICES, { ids: [3375, 3306] });
+        await client.get(TOKENS, { symbols: ['BTC'] });
+        await client.get(TM_GRADES, { ids: [3375] });
         expect(fake.calls.length).toBeGreaterThanOrEqual(4);
         for (const call of fake.calls) {
             expect(call.key === A || call.key === B).toBe(true);
@@ -129,7 +134,7 @@ describe('keys outside their dates', () => {
             const { client, close } = managedClient(fake, { keyFile: file.path });
             try {
                 fake.reset();
-                const error = await rejection(client.prices([3375]));
+                const error = await rejection(client.get(PRICES, { ids: [3375] }));
                 expect(error).toMatchObject({
                     code: 'NO_API_KEY',
                     message: expect.stringContaining('No configured Token Metrics API key is valid today')

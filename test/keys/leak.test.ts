@@ -5,6 +5,16 @@ import { isUpstreamError } from '../../src/api/errors.js';
 import { Redactor } from '../../src/redact.js';
 import { FakeUpstream, type Fault, type FaultRule } from '../fake-upstream/index.js';
 import { managedClient, memoryLogger, tempKeyFile, type ManagedClient } from './support.js';
+import {
+    DAILY_OHLCV,
+    FUNDAMENTAL_GRADES,
+    MOONSHOTS,
+    PRICES,
+    TECHNOLOGY_GRADES,
+    TM_GRADES,
+    TOKENS,
+    TRADING_SIGNALS
+} from '../../src/endpoints/registry.js';
 
 const ENV_KEYS = ['tm-LEAKCHECK-aaaa1111-bbbb2222', 'tm-LEAKCHECK-cccc3333-dddd4444'];
 const FILE_KEY = 'tm-LEAKCHECK-eeee5555-ffff6666';
@@ -26,7 +36,7 @@ interface Scenario {
     retries?: number;
 }
 
-const prices = (client: TokenMetricsClient) => client.prices([3375, 3306]);
+const prices = (client: TokenMetricsClient) => client.get(PRICES, { ids: [3375, 3306] });
 const inject =
     (fault: Fault, rule: Omit<FaultRule, 'fault'> = {}) =>
     (fake: FakeUpstream): void =>
@@ -38,14 +48,14 @@ const SCENARIOS: Scenario[] = [
         expect: null,
         run: async client =>
             Promise.all([
-                client.tokens({ symbols: ['BTC', 'ETH'] }),
+                client.get(TOKENS, { symbols: ['BTC', 'ETH'] }),
                 prices(client),
-                client.tmGrades([3375]),
-                client.tradingSignals([3375], 7),
-                client.fundamentalGrades([3375]),
-                client.technologyGrades([3375]),
-                client.moonshots('active', 5),
-                client.dailyOhlcv(3306, 5)
+                client.get(TM_GRADES, { ids: [3375] }),
+                client.get(TRADING_SIGNALS, { ids: [3375], days: 7 }),
+                client.get(FUNDAMENTAL_GRADES, { ids: [3375] }),
+                client.get(TECHNOLOGY_GRADES, { ids: [3375] }),
+                client.get(MOONSHOTS, { type: 'active', limit: 5 }),
+                client.get(DAILY_OHLCV, { id: 3306, days: 5 })
             ])
     },
     { name: 'a burst of 500s', expect: null, setup: inject({ kind: 'status', status: 500 }, { times: 2 }) },
@@ -67,15 +77,24 @@ const SCENARIOS: Scenario[] = [
     { name: 'the first key revoked', expect: null, setup: fake => fake.revoke(ENV_KEYS[0]!) },
     { name: 'every key revoked', expect: 'AUTH_REVOKED', setup: fake => ALL_KEYS.forEach(key => fake.revoke(key)) },
     { name: 'a removed endpoint (404)', expect: 'NOT_FOUND', setup: fake => fake.removeEndpoint('/price') },
-    { name: 'no /tm-grade', expect: 'NOT_FOUND', setup: fake => fake.removeEndpoint('/tm-grade'), run: client => client.tmGrades([3375]) },
+    {
+        name: 'no /tm-grade',
+        expect: 'NOT_FOUND',
+        setup: fake => fake.removeEndpoint('/tm-grade'),
+        run: client => client.get(TM_GRADES, { ids: [3375] })
+    },
     {
         name: 'a 403 outside the plan',
         expect: 'NOT_IN_PLAN',
         setup: inject({ kind: 'status', status: 403, message: 'This endpoint is not available in your plan' }),
-        run: client => client.technologyGrades([3375])
+        run: client => client.get(TECHNOLOGY_GRADES, { ids: [3375] })
     },
     { name: 'no key configured', expect: 'NO_API_KEY', keys: 'none' },
-    { name: 'a cancelled call', expect: 'CANCELLED', run: client => client.prices([3375], AbortSignal.abort(new Error('stop'))) }
+    {
+        name: 'a cancelled call',
+        expect: 'CANCELLED',
+        run: client => client.get(PRICES, { ids: [3375] }, AbortSignal.abort(new Error('stop')))
+    }
 ];
 
 /** Everything about an error that could be printed, serialised or shown to a model. */

@@ -8,6 +8,7 @@ import { KEY_PREFIX } from '../../src/redis/tier.js';
 import { harness, type Harness } from '../cache/helpers.js';
 import { FakeClock, RecordingLogger } from '../cache/fakes.js';
 import { freePort, RedisServer, redisTestsEnabled } from '../helpers/redis-server.js';
+import { DAILY_OHLCV, MOONSHOTS, PRICES, TM_GRADES, TOKENS } from '../../src/endpoints/registry.js';
 
 const SECOND = 1000;
 const enabled = redisTestsEnabled();
@@ -78,14 +79,14 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const a = replica({ clock });
         const b = replica({ clock });
         await Promise.all([connected(a.shared), connected(b.shared)]);
-        const first = await a.service.tmGrades([3375]);
+        const first = await a.service.get(TM_GRADES, { ids: [3375] });
         await inRedis('e');
-        const second = await b.service.tmGrades([3375]);
+        const second = await b.service.get(TM_GRADES, { ids: [3375] });
         expect(a.inner.count() + b.inner.count()).toBe(1);
         expect(second).toEqual(first);
         expect(b.service.stats().endpoints.tmGrades).toMatchObject({ misses: 1, sharedHits: 1, upstreamCalls: 0 });
         // Now local on B: no Redis round trip the second time.
-        await b.service.tmGrades([3375]);
+        await b.service.get(TM_GRADES, { ids: [3375] });
         expect(b.service.stats().endpoints.tmGrades).toMatchObject({ hits: 1, sharedHits: 1 });
     });
 
@@ -94,9 +95,9 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const b = replica();
         await Promise.all([connected(a.shared), connected(b.shared)]);
         const release = a.inner.hold();
-        const fromA = a.service.moonshots('active', 5);
+        const fromA = a.service.get(MOONSHOTS, { type: 'active', limit: 5 });
         await inRedis('l');
-        const fromB = b.service.moonshots('active', 5);
+        const fromB = b.service.get(MOONSHOTS, { type: 'active', limit: 5 });
         await turn(60);
         expect(b.inner.count()).toBe(0);
         release();
@@ -111,9 +112,9 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         await Promise.all([connected(a.shared), connected(b.shared)]);
         a.inner.failure = upstreamUnavailable('HTTP 503');
         const release = a.inner.hold();
-        const fromA = a.service.dailyOhlcv(3375, 7);
+        const fromA = a.service.get(DAILY_OHLCV, { id: 3375, days: 7 });
         await inRedis('l');
-        const fromB = b.service.dailyOhlcv(3375, 7);
+        const fromB = b.service.get(DAILY_OHLCV, { id: 3375, days: 7 });
         await turn();
         release();
         await expect(fromA).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
@@ -126,7 +127,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         await connected(b.shared);
         // A replica that took the lock and died: nobody will ever publish the value or release the lock.
         await admin.set(`${KEY_PREFIX}l:moonshots:past`, 'dead-replica', 'PX', 200);
-        const answer = await b.service.moonshots('past', 3);
+        const answer = await b.service.get(MOONSHOTS, { type: 'past', limit: 3 });
         expect(answer.data).toHaveLength(3);
         expect(b.inner.count()).toBe(1);
     });
@@ -136,11 +137,11 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const a = replica({ clock });
         const b = replica({ clock });
         await Promise.all([connected(a.shared), connected(b.shared)]);
-        const fresh = await a.service.prices([3375]);
+        const fresh = await a.service.get(PRICES, { ids: [3375] });
         await inRedis('e');
         clock.advance(90 * SECOND);
         b.inner.failure = upstreamUnavailable('HTTP 503');
-        const stale = await b.service.prices([3375]);
+        const stale = await b.service.get(PRICES, { ids: [3375] });
         expect(stale.data).toEqual(fresh.data);
         expect(stale.staleAgeS).toBe(90);
         expect(b.inner.count()).toBe(1);
@@ -152,10 +153,10 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         const a = replica({ clock });
         const b = { ...harness({ shared: a.shared.tier, ttlSeconds: { price: 10 } }, { clock }) };
         await connected(a.shared);
-        await a.service.prices([3375]);
+        await a.service.get(PRICES, { ids: [3375] });
         await inRedis('e');
         clock.advance(30 * SECOND);
-        await b.service.prices([3375]);
+        await b.service.get(PRICES, { ids: [3375] });
         expect(b.inner.count()).toBe(1);
     });
 
@@ -165,7 +166,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         await connected(b.shared);
         const now = clock.now();
         await admin.set(`${KEY_PREFIX}e:moonshots:active`, `${now + 60_000}:${now}:{"not":"a list"}`, 'PX', 60_000);
-        const answer = await b.service.moonshots('active', 2);
+        const answer = await b.service.get(MOONSHOTS, { type: 'active', limit: 2 });
         expect(answer.data).toHaveLength(2);
         expect(b.inner.count()).toBe(1);
     });
@@ -176,7 +177,7 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         await connected(b.shared);
         const now = clock.now();
         await admin.set(`${KEY_PREFIX}e:tokens:symbol:BTC`, `${now + 60_000}:${now}:[42]`, 'PX', 60_000);
-        const answer = await b.service.tokens({ symbols: ['BTC'] });
+        const answer = await b.service.get(TOKENS, { symbols: ['BTC'] });
         expect(answer.data.map(token => token.tokenId)).toEqual([3375]);
         expect(b.inner.count('tokens')).toBe(1);
         expect(b.logger.warnings.map(line => line.msg)).toContain('shared cache entry ignored: unexpected value shape');
@@ -221,9 +222,9 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
     it('works from its local tier and the upstream while Redis is unreachable, and warns once', async () => {
         const dead = `redis://127.0.0.1:${await freePort()}`;
         const a = replica({ url: dead });
-        await a.service.prices([1]);
-        await a.service.prices([2]);
-        await a.service.prices([1]);
+        await a.service.get(PRICES, { ids: [1] });
+        await a.service.get(PRICES, { ids: [2] });
+        await a.service.get(PRICES, { ids: [1] });
         expect(a.inner.count()).toBe(2);
         const budget = a.shared.limiter(new Semaphore(1));
         const release = await budget.acquire(new AbortController().signal);

@@ -7,6 +7,7 @@ import { RecordingLogger } from '../cache/fakes.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { HttpServerProcess, mcpHeaders, toolCallBody } from '../helpers/http-process.js';
 import { RedisServer, redisTestsEnabled } from '../helpers/redis-server.js';
+import { PRICES } from '../../src/endpoints/registry.js';
 
 /**
  * Issue 16, finding 8: a SIGSTOPped Redis (the connection stays open, nothing answers) made `/readyz` flap and added
@@ -74,7 +75,7 @@ describe.runIf(enabled)('a stalled (SIGSTOPped) Redis', () => {
         opened.push(shared);
         const replica = harness({ shared: shared.tier }, { logger });
         await until('Redis connected', () => shared.health().up);
-        await replica.service.prices([1]);
+        await replica.service.get(PRICES, { ids: [1] });
         // Its publish to Redis finishes after the answer: let it, so the stall starts with nothing in flight.
         await pause(100);
         const before = shared.stats();
@@ -82,7 +83,7 @@ describe.runIf(enabled)('a stalled (SIGSTOPped) Redis', () => {
 
         redis.signal('SIGSTOP');
         try {
-            for (let id = 2; id < 22; id++) expect((await replica.service.prices([id])).data).toHaveLength(1);
+            for (let id = 2; id < 22; id++) expect((await replica.service.get(PRICES, { ids: [id] })).data).toHaveLength(1);
             const during = shared.stats();
             // The first command waited for its short timeout; every later one skipped Redis at once.
             expect(during.timeouts - before.timeouts).toBe(1);
@@ -94,7 +95,7 @@ describe.runIf(enabled)('a stalled (SIGSTOPped) Redis', () => {
         // A probe answers within a second or so, and the replica shares through Redis again.
         const resumed = shared.stats().commands;
         await until('commands go to Redis again', async () => {
-            await replica.service.prices([100 + Math.floor(Math.random() * 1e6)]);
+            await replica.service.get(PRICES, { ids: [100 + Math.floor(Math.random() * 1e6)] });
             return shared.stats().commands > resumed;
         });
         expect(replica.inner.count()).toBeGreaterThanOrEqual(21);

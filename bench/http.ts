@@ -43,6 +43,7 @@ export interface HttpBenchRow {
     requestsPerSecond: number;
     p50Ms: number;
     p95Ms: number;
+    p99Ms: number;
     /** Upstream calls during the measured requests (expected 0: they are warm). */
     upstreamCalls: number;
     /** The time cap ended the configuration before its request count. */
@@ -102,6 +103,7 @@ async function measure(
         requestsPerSecond: Math.round(latencies.length / seconds),
         p50Ms: round(percentile(latencies, 50), 2),
         p95Ms: round(percentile(latencies, 95), 2),
+        p99Ms: round(percentile(latencies, 99), 2),
         upstreamCalls: fake.count() - callsBefore,
         capped: latencies.length < requests
     };
@@ -121,7 +123,7 @@ async function runOn(
     for (const clients of options.clients) {
         const row = await measure(servers, fake, clients, options.requests, options.timeCapMs);
         options.log(
-            `http bench: ${row.replicas} replica(s), ${clients} client(s): ${row.requestsPerSecond} req/s, p50 ${row.p50Ms} ms, p95 ${row.p95Ms} ms`
+            `http bench: ${row.replicas} replica(s), ${clients} client(s): ${row.requestsPerSecond} req/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms`
         );
         rows.push(row);
     }
@@ -129,7 +131,7 @@ async function runOn(
 }
 
 /**
- * Measures requests per second and p50/p95 latency of warm `tools/call` requests, for each number of concurrent
+ * Measures requests per second and p50/p95/p99 latency of warm `tools/call` requests, for each number of concurrent
  * clients, on one replica and then on two replicas sharing a redis-server it starts (skipped, and said so, when
  * redis-server is not installed), then the flood line (`runFloodBench`). Each set of replicas first gets 300
  * unmeasured requests per replica. Bounded: `requests` per configuration, each stopped at `timeCapMs`. Needs the build (`dist/src/cli.js`). Every process
@@ -181,7 +183,7 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
 
 /** The figures as one plain-text table, with the skipped part named under it. */
 export function formatHttpBench(result: HttpBenchResult): string {
-    const header = ['replicas', 'clients', 'requests', 'errors', 'req/s', 'p50 ms', 'p95 ms', 'upstream calls'];
+    const header = ['replicas', 'clients', 'requests', 'errors', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'upstream calls'];
     const lines = result.rows.map(row =>
         [
             row.replicas === 2 ? '2 + Redis' : '1',
@@ -191,6 +193,7 @@ export function formatHttpBench(result: HttpBenchResult): string {
             row.requestsPerSecond,
             row.p50Ms,
             row.p95Ms,
+            row.p99Ms,
             row.upstreamCalls
         ].map(String)
     );

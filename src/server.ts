@@ -2,13 +2,14 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
+    ListToolsRequestSchema,
     SetLevelRequestSchema,
     type CallToolResult,
     type LoggingLevel,
     type ServerNotification,
     type ServerRequest
 } from '@modelcontextprotocol/sdk/types.js';
-import { NO_PROGRESS, TOOLS, type Progress, type ToolDefinition, type ToolDeps } from '../tools/index.js';
+import { NO_PROGRESS, TOOLS, TOOLS_LIST, type Progress, type ToolDefinition, type ToolDeps } from '../tools/index.js';
 import { isUpstreamError, upstreamTimeout } from './api/errors.js';
 import { inToolCall, refusalOf } from './api/limiter.js';
 import type { LogLevel, StderrLogger } from './logger.js';
@@ -106,6 +107,9 @@ export function createServer(deps: ServerDeps): McpServer {
         }
     );
     for (const tool of TOOLS) register(server, tool, deps);
+    // The SDK would convert every zod schema to JSON Schema again for each listing; this answer is built once, lean.
+    // Calls are still checked against the zod schemas the tools registered.
+    server.server.setRequestHandler(ListToolsRequestSchema, () => TOOLS_LIST);
     registerPrompts(server, deps);
     return server;
 }

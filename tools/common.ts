@@ -1,16 +1,18 @@
 import * as z from 'zod';
 import type { Token } from '../src/domain/market.js';
+import { LIST_OF_OBJECTS, publishAs } from './published.js';
 
 /** A token reference as users type it: symbol, name or numeric id. */
-export const TokenRef = z
-    .union([z.string().trim().min(1).max(64), z.number().int().positive().max(1e12)])
-    .transform(value => String(value));
+export const TokenRef = publishAs(z.union([z.string().trim().min(1).max(64), z.number().int().positive().max(1e12)]), {
+    type: ['string', 'integer']
+}).transform(value => String(value));
 
-const staleAge = z.number().nullable().describe('Seconds of age when a cached answer was served because the upstream failed; else null.');
+/** Seconds of age when a cached answer was served because the upstream failed; else null. */
+const staleAge = z.number().nullable();
 
-/** For answers with no date of their own (prices): when they were fetched. */
+/** For answers with no date of their own (prices): when they were fetched (ISO 8601 UTC). */
 export const Freshness = {
-    as_of: z.string().describe('Fetch time, ISO 8601 UTC.'),
+    as_of: z.string(),
     stale_age_s: staleAge
 };
 
@@ -19,16 +21,19 @@ export const Freshness = {
  * fetched now may describe a day four days ago), and a model must not present old rows as "now".
  */
 export const DatedFreshness = {
-    data_date: z.string().nullable().describe('The day the data describes (YYYY-MM-DD), which may be before the fetch.'),
-    fetched_at: z.string().describe('Fetch time, ISO 8601 UTC.'),
+    data_date: z.string().nullable(),
+    fetched_at: z.string(),
     stale_age_s: staleAge
 };
 
-export const Alternative = z.object({
+const Alternative = z.object({
     symbol: z.string(),
     name: z.string(),
     token_id: z.number()
 });
+
+/** Other tokens sharing the chosen one's symbol (`symbol, name, token_id`); an id picks one. */
+export const Alternatives = publishAs(z.array(Alternative), LIST_OF_OBJECTS);
 
 export const Unresolved = z.object({
     input: z.string(),

@@ -1,5 +1,4 @@
 import type * as z from 'zod';
-import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { MarketService } from '../src/cache/market-service.js';
 import type { Clock } from '../src/clock.js';
 import type { Logger } from '../src/logger.js';
@@ -30,23 +29,27 @@ export interface ToolOutput<O> {
     text: string;
 }
 
+export interface ToolHints {
+    readOnlyHint: boolean;
+    openWorldHint: boolean;
+}
+
 export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z.ZodObject = z.ZodObject> {
     name: string;
     title: string;
     description: string;
     inputSchema: I;
     outputSchema: O;
-    annotations: ToolAnnotations;
+    /** What `tools/list` publishes as the tool's annotations: both hints, which every client reads. */
+    annotations: ToolHints;
     handler(args: z.output<I>, deps: ToolDeps, signal: AbortSignal, progress?: Progress): Promise<ToolOutput<z.output<O>>>;
 }
 
-/** Every tool here only reads market data from an external API. */
-export const READ_ONLY_OPEN_WORLD: ToolAnnotations = {
-    readOnlyHint: true,
-    destructiveHint: false,
-    idempotentHint: true,
-    openWorldHint: true
-};
+/**
+ * Every market tool only reads data from an external API. `destructiveHint` and `idempotentHint` are left out: they
+ * mean something only when `readOnlyHint` is false (MCP spec, ToolAnnotations); the title is the tool's own.
+ */
+export const READ_ONLY_OPEN_WORLD: ToolHints = { readOnlyHint: true, openWorldHint: true };
 
 /** Identity function that lets TypeScript infer a tool's argument and result types from its schemas. */
 export function defineTool<I extends z.ZodObject, O extends z.ZodObject>(definition: ToolDefinition<I, O>): ToolDefinition<I, O> {

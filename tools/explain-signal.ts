@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { CANDLE_DAYS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
 import { DAILY_OHLCV, TRADING_SIGNALS } from '../src/endpoints/registry.js';
-import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { Alternatives, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
 import { datedFreshnessLine } from './format.js';
@@ -13,12 +13,13 @@ const BELLWETHERS = [
 ] as const;
 
 export const ExplainSignalInput = z.object({
-    symbol: TokenRef.describe('One token: symbol, name or numeric Token Metrics id, e.g. "ETH".')
+    symbol: TokenRef.describe('Symbol, name or id, e.g. "ETH"')
 });
 
 const Check = z.object({
     name: z.string(),
-    status: z.enum(['pass', 'fail', 'unknown']).describe('pass supports the signal, fail argues against it.'),
+    /** pass supports the signal, fail argues against it. */
+    status: z.enum(['pass', 'fail', 'unknown']),
     evidence: z.string()
 });
 
@@ -26,15 +27,18 @@ export const ExplainSignalOutput = z.object({
     symbol: z.string(),
     name: z.string(),
     token_id: z.number(),
-    signal: z.enum(['bullish', 'bearish', 'neutral']).nullable().describe('The current trend; null without signal history.'),
-    since: z.string().nullable().describe('Day the trend began (its latest flip).'),
-    since_is_lower_bound: z.boolean().describe('No flip among the rows: the trend began on or before since.'),
+    /** The current trend; null without signal history. */
+    signal: z.enum(['bullish', 'bearish', 'neutral']).nullable(),
+    /** Day the trend began (its latest flip). */
+    since: z.string().nullable(),
+    /** No flip among the rows: the trend began on or before `since`. */
+    since_is_lower_bound: z.boolean(),
     signal_rows: z.number(),
     trader_grade: z.number().nullable(),
     grade_band: z.string().nullable(),
     checks: z.array(Check),
     summary: z.string(),
-    alternatives: z.array(Alternative),
+    alternatives: Alternatives,
     ...DatedFreshness
 });
 
@@ -42,11 +46,11 @@ export const explainSignal = defineTool({
     name: 'explain_signal',
     title: 'Explain a bullish/bearish signal',
     description:
-        'Why a token is bullish, bearish or neutral: since when, trader grade, and dated checks (volume, BTC/ETH, flip timing, stability, grade momentum). ' +
+        'Why a token is bullish, bearish or neutral, since when, with dated checks (volume, BTC/ETH, flip, grade). ' +
         '2 credits, cached 1 h. Not advice.',
     inputSchema: ExplainSignalInput,
     outputSchema: ExplainSignalOutput,
-    annotations: { title: 'Explain a bullish/bearish signal', ...READ_ONLY_OPEN_WORLD },
+    annotations: READ_ONLY_OPEN_WORLD,
     async handler({ symbol }, { resolver, market, clock }, signal, progress = NO_PROGRESS) {
         const resolved = await resolver.resolveOne(symbol, signal);
         if (!('token' in resolved)) throw unresolvedError(unresolvedLine(resolved));

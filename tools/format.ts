@@ -41,6 +41,19 @@ export function grade(value: number | null): string {
     return value === null ? 'n/a' : value.toFixed(1);
 }
 
+/** A column of grades: whole numbers, or 1 decimal when two different grades would otherwise read the same. */
+export function gradeColumn(values: ReadonlyArray<number | null>): string[] {
+    const whole = new Map<string, string>();
+    let digits = 0;
+    for (const value of values) {
+        if (value === null) continue;
+        const seen = whole.get(value.toFixed(0));
+        if (seen !== undefined && seen !== value.toFixed(1)) digits = 1;
+        whole.set(value.toFixed(0), value.toFixed(1));
+    }
+    return values.map(value => (value === null ? 'n/a' : value.toFixed(digits)));
+}
+
 /** `2026-11-25 12:00 UTC` */
 export function utc(isoOrMs: string | number): string {
     const date = new Date(isoOrMs);

@@ -4,7 +4,7 @@ import { isUpstreamError, type UpstreamError } from '../src/api/errors.js';
 import type { Sourced } from '../src/cache/market-service.js';
 import { newestFirst } from '../src/domain/market.js';
 import { FUNDAMENTAL_GRADES, TECHNOLOGY_GRADES, TM_GRADES, TRADING_SIGNALS } from '../src/endpoints/registry.js';
-import { Alternative, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { Alternatives, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
 import { datedFreshnessLine, grade as gradeText, pct, signedNumber } from './format.js';
@@ -12,8 +12,8 @@ import { datedFreshnessLine, grade as gradeText, pct, signedNumber } from './for
 const EXTRA_SOURCES = ['fundamental', 'technology'] as const;
 
 export const GetGradesInput = z.object({
-    symbol: TokenRef.describe('One token: symbol, name or numeric Token Metrics id, e.g. "SOL", "solana" or 3988.'),
-    include: z.array(z.enum(EXTRA_SOURCES)).max(2).optional().describe('Extra grades, +1 credit each: "fundamental", "technology".')
+    symbol: TokenRef.describe('Symbol, name or id, e.g. "SOL", "solana", 3988'),
+    include: z.array(z.enum(EXTRA_SOURCES)).max(2).optional().describe('Extra grades, +1 credit each')
 });
 
 const grade = z.number().nullable();
@@ -23,18 +23,22 @@ export const GetGradesOutput = z.object({
     name: z.string(),
     token_id: z.number(),
     tm_grade: grade,
-    tm_grade_signal: z.string().nullable().describe('Strong Buy, Buy, Neutral, Sell or Strong Sell.'),
+    /** Strong Buy, Buy, Neutral, Sell or Strong Sell. */
+    tm_grade_signal: z.string().nullable(),
     momentum: z.string().nullable(),
     tm_grade_change_24h_pts: z.number().nullable(),
     tm_grade_change_24h_pct: z.number().nullable(),
-    trader_grade: grade.describe('Short-term, 0-100, from the newest daily signal row.'),
+    /** Short-term, 0-100, from the newest daily signal row. */
+    trader_grade: grade,
     trader_grade_band: z.string().nullable(),
-    investor_grade: grade.describe('Long-term, 0-100.'),
+    /** Long-term, 0-100. */
+    investor_grade: grade,
     fundamental_grade: grade,
     fundamental_class: z.string().nullable(),
     technology_grade: grade,
-    unavailable: z.array(z.string()).describe('Sources not read, and why; their fields are null.'),
-    alternatives: z.array(Alternative),
+    /** Sources not read, and why; their fields are null. */
+    unavailable: z.array(z.string()),
+    alternatives: Alternatives,
     ...DatedFreshness
 });
 
@@ -63,11 +67,11 @@ export const getGrades = defineTool({
     name: 'get_grades',
     title: 'AI grades for a token',
     description:
-        "A token's AI grades: TM grade with its signal and momentum, trader (short-term) and investor (long-term) grades. " +
-        '2 credits (1 if explain_signal ran), +1 per include; cached 1 h.',
+        "A token's TM grade (signal, momentum), trader (short-term) and investor (long-term) grades. " +
+        '2 credits (1 after explain_signal), +1 per include; cached 1 h.',
     inputSchema: GetGradesInput,
     outputSchema: GetGradesOutput,
-    annotations: { title: 'AI grades for a token', ...READ_ONLY_OPEN_WORLD },
+    annotations: READ_ONLY_OPEN_WORLD,
     async handler({ symbol, include }, { resolver, market }, signal) {
         const resolved = await resolver.resolveOne(symbol, signal);
         if (!('token' in resolved)) throw unresolvedError(unresolvedLine(resolved));
@@ -133,8 +137,8 @@ function render(grades: z.output<typeof GetGradesOutput>, extras: ReadonlySet<st
     const lines = [
         `${grades.symbol} (${grades.name}, id ${grades.token_id})`,
         `TM grade ${gradeText(grades.tm_grade)}${label ? ` (${label})` : ''}${change}`,
-        `Trader grade ${gradeText(grades.trader_grade)}${grades.trader_grade_band ? ` (${grades.trader_grade_band})` : ''} | investor grade ${gradeText(grades.investor_grade)}` +
-            (grades.data_date ? `, from the ${grades.data_date} signal row` : '')
+        // Their day is the answer's data_date, which the freshness line gives.
+        `Trader grade ${gradeText(grades.trader_grade)}${grades.trader_grade_band ? ` (${grades.trader_grade_band})` : ''} | investor grade ${gradeText(grades.investor_grade)}`
     ];
     const more: string[] = [];
     if (grades.fundamental_grade !== null || extras.has('fundamental')) {

@@ -1,15 +1,12 @@
 import * as z from 'zod';
 import { PRICES } from '../src/endpoints/registry.js';
-import { Alternative, Freshness, TokenRef, Unresolved, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { Alternatives, Freshness, TokenRef, Unresolved, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
 import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { freshnessLine, table, usd } from './format.js';
+import { LIST_OF_OBJECTS, publishAs } from './published.js';
 
 export const GetPriceInput = z.object({
-    symbols: z
-        .array(TokenRef)
-        .min(1)
-        .max(25)
-        .describe('1 to 25 tokens: symbols, names or numeric Token Metrics ids, e.g. ["BTC", "solana", 3306].')
+    symbols: z.array(TokenRef).min(1).max(25).describe('Symbols, names or ids, e.g. ["BTC", "solana", 3306]')
 });
 
 const PriceRow = z.object({
@@ -17,25 +14,23 @@ const PriceRow = z.object({
     name: z.string(),
     token_id: z.number(),
     price_usd: z.number().nullable(),
-    as_of: z.string(),
-    alternatives: z.array(Alternative).describe('Other tokens with this symbol; pass an id to get one.')
+    alternatives: Alternatives
 });
 
 export const GetPriceOutput = z.object({
     prices: z.array(PriceRow),
-    unresolved: z.array(Unresolved),
+    /** Inputs that matched no token (`input, reason, suggestions`). */
+    unresolved: publishAs(z.array(Unresolved), LIST_OF_OBJECTS),
     ...Freshness
 });
 
 export const getPrice = defineTool({
     name: 'get_price',
     title: 'Token prices',
-    description:
-        'USD prices of 1-25 tokens (symbols, names or ids) in one call: ask for all at once. ' +
-        '1 credit, +1-2 for tokens not looked up in 24 h; cached 60 s.',
+    description: 'USD prices of up to 25 tokens: ask for all in one call. 1 credit, +1-2 for tokens new in 24 h; cached 60 s.',
     inputSchema: GetPriceInput,
     outputSchema: GetPriceOutput,
-    annotations: { title: 'Token prices', ...READ_ONLY_OPEN_WORLD },
+    annotations: READ_ONLY_OPEN_WORLD,
     async handler({ symbols }, { resolver, market }, signal, progress = NO_PROGRESS) {
         const resolution = await resolver.resolve(symbols, signal);
         progress(1, 2, `resolved ${resolution.resolved.length} of ${symbols.length} token(s)`);
@@ -66,7 +61,6 @@ export const getPrice = defineTool({
                 name: token.name,
                 token_id: token.tokenId,
                 price_usd: quote.priceUsd,
-                as_of: asOf,
                 alternatives: alternativesOf(alternatives)
             });
             const note = ambiguityNote(input, token, alternatives);

@@ -3,47 +3,57 @@ import type { KeyUsage, UsageReport } from '../src/usage/tracker.js';
 import { iso } from './common.js';
 import { defineTool } from './define.js';
 import { age, utc } from './format.js';
+import { LIST_OF_OBJECTS, OBJECT, publishAs } from './published.js';
 
 export const GetUsageInput = z.object({});
 
 const KeyRow = z.object({
     fingerprint: z.string(),
     label: z.string().nullable(),
-    state: z
-        .enum(['serving', 'rejected', 'rate_limited', 'quota_used_up', 'not_yet_valid', 'expired', 'removed'])
-        .describe('rejected: refused by the upstream (401/403), set aside; removed: no longer configured.'),
+    /** rejected: refused by the upstream (401/403), set aside; removed: no longer configured. */
+    state: z.enum(['serving', 'rejected', 'rate_limited', 'quota_used_up', 'not_yet_valid', 'expired', 'removed']),
     since: z.string().nullable(),
-    until: z.string().nullable().describe('rate_limited, quota_used_up: tried again then; not_yet_valid: its not-before.'),
+    /** rate_limited, quota_used_up: tried again then; not_yet_valid: its not-before. */
+    until: z.string().nullable(),
     expires_at: z.string().nullable(),
-    not_in_plan: z.array(z.string()).describe('Endpoints that answered 403 "not in your plan".'),
+    /** Endpoints that answered 403 "not in your plan". */
+    not_in_plan: z.array(z.string()),
     credits_today: z.number(),
     credits_month: z.number(),
     last_success: z.string().nullable()
 });
 
 export const GetUsageOutput = z.object({
-    month: z.string().describe('YYYY-MM, UTC.'),
+    /** YYYY-MM, UTC. */
+    month: z.string(),
     day: z.string(),
-    credits_today: z.number().describe('Upstream answers today, all keys: one credit each.'),
+    /** Upstream answers today, all keys: one credit each. */
+    credits_today: z.number(),
     credits_month: z.number(),
-    monthly_credits: z.number().nullable().describe('CRYPTO_INTEL_MONTHLY_CREDITS, or null.'),
+    /** CRYPTO_INTEL_MONTHLY_CREDITS, or null. */
+    monthly_credits: z.number().nullable(),
     quota_used_pct: z.number().nullable(),
-    quota_warnings: z.array(z.number()).describe('Thresholds reached: 80, 95 (% of monthly_credits).'),
-    keys: z.array(KeyRow),
-    cache: z.object({
-        answers_from_cache: z.number(),
-        shared_in_flight: z.number(),
-        credits_saved: z.number(),
-        stale_served: z.number().describe('Expired answers served while the upstream failed.')
-    }),
-    latency_last_hour: z.object({ answers: z.number(), p50_ms: z.number().nullable(), p95_ms: z.number().nullable() }),
-    endpoints: z
-        .array(z.object({ endpoint: z.string(), last_answer_at: z.string(), age_s: z.number() }))
-        .describe('The newest upstream answer per endpoint in this process.'),
-    storage: z
-        .enum(['redis', 'file', 'memory'])
-        .describe('redis: all replicas together; file: kept across restarts; memory: since this start.'),
-    shared: z.boolean().describe('false while Redis cannot be read: this replica only.'),
+    /** Thresholds reached: 80, 95 (% of monthly_credits). */
+    quota_warnings: z.array(z.number()),
+    // A report for people, read through its text: its parts' members are listed in the README, not in every listing.
+    keys: publishAs(z.array(KeyRow), LIST_OF_OBJECTS),
+    cache: publishAs(
+        z.object({
+            answers_from_cache: z.number(),
+            shared_in_flight: z.number(),
+            credits_saved: z.number(),
+            /** Expired answers served while the upstream failed. */
+            stale_served: z.number()
+        }),
+        OBJECT
+    ),
+    latency_last_hour: publishAs(z.object({ answers: z.number(), p50_ms: z.number().nullable(), p95_ms: z.number().nullable() }), OBJECT),
+    /** The newest upstream answer per endpoint in this process. */
+    endpoints: publishAs(z.array(z.object({ endpoint: z.string(), last_answer_at: z.string(), age_s: z.number() })), LIST_OF_OBJECTS),
+    /** redis: all replicas together; file: kept across restarts; memory: since this start. */
+    storage: z.enum(['redis', 'file', 'memory']),
+    /** false while Redis cannot be read: this replica only. */
+    shared: z.boolean(),
     as_of: z.string()
 });
 
@@ -107,18 +117,11 @@ export function renderUsage(report: UsageReport): string {
 export const getUsage = defineTool({
     name: 'get_usage',
     title: 'Credits used and key health',
-    description:
-        "Credits spent through this server today and this month per API key, what the cache saved, each key's health and " +
-        'upstream latency. Free: reads local counters. For "how many credits have I used?", "is my key working?".',
+    description: 'Per API key: credits used today and this month, cache savings, key health. Free: reads local counters.',
     inputSchema: GetUsageInput,
     outputSchema: GetUsageOutput,
-    annotations: {
-        title: 'Credits used and key health',
-        readOnlyHint: true,
-        destructiveHint: false,
-        idempotentHint: true,
-        openWorldHint: false
-    },
+    // Reads this server's own counters, never the upstream.
+    annotations: { readOnlyHint: true, openWorldHint: false },
     async handler(_args, { usage }) {
         if (usage === undefined) throw new Error('usage figures are not collected in this server');
         const report = await usage.report();

@@ -2,31 +2,37 @@ import * as z from 'zod';
 import { MOONSHOTS } from '../src/endpoints/registry.js';
 import { DatedFreshness, iso } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
-import { age, compactUsd, datedFreshnessLine, pct, table } from './format.js';
+import { publishAs } from './published.js';
+import { age, compactUsd, datedFreshnessLine, gradeColumn, pct, table } from './format.js';
 
 export const ListMoonshotsInput = z.object({
-    type: z.enum(['active', 'past']).default('active').describe('"past": closed picks with final ROI.'),
+    type: z.enum(['active', 'past']).default('active'),
     limit: z.number().int().min(1).max(50).default(10),
-    max_market_cap_usd: z.number().positive().max(1e13).optional().describe('e.g. 50000000 for "under $50M".'),
+    max_market_cap_usd: publishAs(z.number().positive().max(1e13), { type: 'number', exclusiveMinimum: 0 })
+        .optional()
+        .describe('e.g. 50000000 for "under $50M"'),
     min_trader_grade: z.number().min(0).max(100).optional()
 });
 
 const Moonshot = z.object({
     symbol: z.string().nullable(),
     name: z.string().nullable(),
-    token_id: z.number().nullable().describe('Usually null: picks carry no id; use the symbol.'),
+    /** Usually null: picks carry no id; the symbol names the token for the other tools. */
+    token_id: z.number().nullable(),
     trader_grade: z.number().nullable(),
     market_cap_usd: z.number().nullable(),
     volume_24h_usd: z.number().nullable(),
     moonshot_at: z.string().nullable(),
     moonshot_end_at: z.string().nullable(),
-    roi_pct: z.number().nullable().describe('Live for active picks, final for past ones.')
+    /** Live for active picks, final for past ones. */
+    roi_pct: z.number().nullable()
 });
 
 export const ListMoonshotsOutput = z.object({
     type: z.enum(['active', 'past']),
     moonshots: z.array(Moonshot),
-    matched: z.number().describe('Picks matching the filters, before the limit.'),
+    /** Picks matching the filters, before the limit. */
+    matched: z.number(),
     total: z.number(),
     ...DatedFreshness
 });
@@ -35,11 +41,11 @@ export const listMoonshots = defineTool({
     name: 'list_moonshots',
     title: 'Moonshot picks',
     description:
-        'Token Metrics "moonshots": small tokens its AI flags for outsized upside, active (live ROI) or past (final ROI). ' +
+        'Token Metrics moonshots: small tokens its AI flags for outsized upside, active (live ROI) or past (final ROI). ' +
         '1 credit per type, cached 15 min for any filter. High risk; not advice.',
     inputSchema: ListMoonshotsInput,
     outputSchema: ListMoonshotsOutput,
-    annotations: { title: 'Moonshot picks', ...READ_ONLY_OPEN_WORLD },
+    annotations: READ_ONLY_OPEN_WORLD,
     async handler({ type, limit, max_market_cap_usd, min_trader_grade }, { market, clock }, signal) {
         const picks = await market.get(MOONSHOTS, { type, limit: 50 }, signal);
         const matching = picks.data.filter(
@@ -71,9 +77,10 @@ export const listMoonshots = defineTool({
         const ago = (date: string | null) =>
             date && !Number.isNaN(Date.parse(date)) ? `${age(Math.max(0, (now - Date.parse(date)) / 1000))} ago` : 'n/a';
         const header = ['SYMBOL', 'TG', 'MCAP', 'VOL24H', 'PICKED', ...(type === 'past' ? ['ENDED'] : []), 'ROI'];
-        const rows = moonshots.map(pick => [
+        const grades = gradeColumn(moonshots.map(pick => pick.trader_grade));
+        const rows = moonshots.map((pick, i) => [
             pick.symbol ?? pick.name ?? '?',
-            pick.trader_grade === null ? 'n/a' : pick.trader_grade.toFixed(0),
+            grades[i]!,
             compactUsd(pick.market_cap_usd),
             compactUsd(pick.volume_24h_usd),
             ago(pick.moonshot_at),

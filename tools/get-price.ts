@@ -14,6 +14,8 @@ const PriceRow = z.object({
     name: z.string(),
     token_id: z.number(),
     price_usd: z.number().nullable(),
+    // The same as the answer's own as_of, kept on each row: DESIGN.md lists it, and agents read rows on their own.
+    as_of: z.string(),
     alternatives: Alternatives
 });
 
@@ -61,6 +63,7 @@ export const getPrice = defineTool({
                 name: token.name,
                 token_id: token.tokenId,
                 price_usd: quote.priceUsd,
+                as_of: asOf,
                 alternatives: alternativesOf(alternatives)
             });
             const note = ambiguityNote(input, token, alternatives);

@@ -80,7 +80,7 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         {
             ...upstreamOptions(config),
             onAttempt: attempt => usage.record(attempt),
-            ...(shared ? { limiter: shared.limiter(new Semaphore(config.upstream.concurrency)) } : {})
+            ...(shared ? { limiter: shared.limiter(new Semaphore(config.upstream.concurrency, { clock })) } : {})
         },
         keys,
         clock,

@@ -11,7 +11,8 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { NO_PROGRESS, TOOLS, TOOLS_LIST, type Progress, type ToolDefinition, type ToolDeps } from '../tools/index.js';
 import { isUpstreamError, upstreamTimeout } from './api/errors.js';
-import { inToolCall, refusalOf } from './api/limiter.js';
+import { inToolCall } from './api/call-scope.js';
+import { refusalOf } from './api/refusals.js';
 import type { LogLevel, StderrLogger } from './logger.js';
 import { registerPrompts, type SymbolCompleter } from './prompts/index.js';
 import type { Redactor } from './redact.js';
@@ -67,11 +68,11 @@ function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): vo
             annotations: tool.annotations
         },
         async (args: unknown, extra: Extra): Promise<CallToolResult> => {
-            const deadline = AbortSignal.timeout(deps.callDeadlineMs);
+            const deadline = deps.clock.timeout(deps.callDeadlineMs);
             const { progress, sent } = progressFor(extra);
             try {
                 // In a call scope: the upstream limiter knows this call's deadline, and the caller's share it takes is given back at the end.
-                const { structured, text } = await inToolCall(deps.callDeadlineMs, () =>
+                const { structured, text } = await inToolCall(deps.clock, deps.callDeadlineMs, () =>
                     tool.handler(args as never, deps, AbortSignal.any([extra.signal, deadline]), progress)
                 );
                 // Progress goes out before the result it announces.

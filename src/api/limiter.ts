@@ -1,15 +1,12 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { performance } from 'node:perf_hooks';
-import { UpstreamError } from './errors.js';
+import { systemClock, type Clock } from '../clock.js';
+import { currentScope } from './call-scope.js';
+import { serverBusy, tooLate } from './refusals.js';
 
-/**
- * The upstream request limiter and the call scope it reads.
- *
- * Who is asking (an HTTP token, a client address) and until when (the tool call's deadline) are carried by an
- * AsyncLocalStorage scope rather than threaded through tools, resolver, cache and client: the transport sets the
- * caller around a request, `inToolCall` sets the deadline around one tool call, and the limiter, at the bottom, reads
- * both. Without a scope (stdio, doctor, tests of lower layers) there is one anonymous caller and no call deadline.
- */
+/** The upstream request limiter: a semaphore bounded by time, reading the call scope (call-scope.ts) for who asks and until when. */
+
+// The HTTP transport's fairness pieces import these from here, where the limiter they feed lives.
+export { withCaller, type CallerContext } from './call-scope.js';
+export { serverBusy } from './refusals.js';
 
 export interface AcquireOptions {
     /** Time left (ms) for the request to be made and answered; a limiter starts nothing that cannot finish in it. */
@@ -22,105 +19,6 @@ export interface AcquireOptions {
  */
 export interface ConcurrencyLimiter {
     acquire(signal: AbortSignal, options?: AcquireOptions): Promise<() => void>;
-}
-
-/** What a transport knows about who is asking; set around a whole request with `withCaller`. */
-export interface CallerContext {
-    /** An identity for fairness and logs that is not a secret: `token#2`, `address:10.0.0.7`. */
-    caller: string;
-    /** Takes one of the caller's slots for calls that need the upstream; false when all are taken. */
-    enter?(): boolean;
-    /** Gives back a slot `enter` took. */
-    leave?(): void;
-}
-
-/** One tool call: its deadline and whether it holds one of its caller's upstream slots. */
-class CallScope {
-    private admitted = false;
-    private ended = false;
-
-    constructor(
-        readonly context: CallerContext | undefined,
-        /** `performance.now()` time by which the call must be answered. */
-        readonly deadlineAt: number
-    ) {}
-
-    /** The call's first upstream request takes a caller slot, held until the call ends; later ones are let through. */
-    admit(): boolean {
-        if (this.admitted || this.ended || this.context?.enter === undefined) return true;
-        if (!this.context.enter()) return false;
-        this.admitted = true;
-        return true;
-    }
-
-    end(): void {
-        this.ended = true;
-        if (!this.admitted) return;
-        this.admitted = false;
-        this.context?.leave?.();
-    }
-}
-
-interface Scope {
-    context?: CallerContext;
-    call?: CallScope;
-}
-
-const scopes = new AsyncLocalStorage<Scope>();
-
-/** Runs `fn` (a transport's handling of one request) with its caller known to the limiter. */
-export function withCaller<T>(context: CallerContext, fn: () => T): T {
-    return scopes.run({ context }, fn);
-}
-
-/**
- * Runs one tool call with its deadline known to the limiter; the caller slot its first upstream request took (if
- * any) is given back when it ends, answered or not.
- */
-export async function inToolCall<T>(deadlineMs: number, fn: () => Promise<T>): Promise<T> {
-    const context = scopes.getStore()?.context;
-    const call = new CallScope(context, performance.now() + deadlineMs);
-    try {
-        return await scopes.run(context === undefined ? { call } : { context, call }, fn);
-    } finally {
-        call.end();
-    }
-}
-
-/** Why a limiter refused: `busy` (its queue, or the caller's share, is full) or `too-late` (no time left for a request). */
-export type Refusal = 'busy' | 'too-late';
-
-const refusals = new WeakMap<object, Refusal>();
-
-/** Whether (and why) an error is a limiter's refusal: nothing was sent upstream for it. */
-export function refusalOf(error: unknown): Refusal | undefined {
-    return typeof error === 'object' && error !== null ? refusals.get(error) : undefined;
-}
-
-/**
- * "Busy, retry in N s": a tool result (`isError`), not a JSON-RPC error, because the call itself was fine and the
- * model should read the advice. `RATE_LIMITED`, so the cache serves a stale answer instead when it has one.
- */
-export function serverBusy(detail: string, retryAfterS: number): UpstreamError {
-    const error = new UpstreamError(
-        'RATE_LIMITED',
-        `crypto-intel-mcp is busy: ${detail}; nothing was sent to the Token Metrics API and no credit was spent.`,
-        `Retry in ${retryAfterS} s, and ask fewer uncached questions at once (get_price takes up to 25 tokens in one call).`,
-        { status: 0 }
-    );
-    refusals.set(error, 'busy');
-    return error;
-}
-
-function tooLate(): UpstreamError {
-    const error = new UpstreamError(
-        'UPSTREAM_TIMEOUT',
-        "Too little of this tool call's time is left for another Token Metrics API request; none was started.",
-        'Try again shortly; ask for fewer tokens at once if it keeps happening.',
-        { status: 0 }
-    );
-    refusals.set(error, 'too-late');
-    return error;
 }
 
 interface Waiter {
@@ -138,8 +36,8 @@ export interface SemaphoreOptions {
     reserve?: number;
     /** Recent request durations the estimates are made from. */
     window?: number;
-    /** Monotonic milliseconds; injectable for tests. */
-    now?: () => number;
+    /** Where the estimates and deadlines are measured (its `monotonic()`); the system clock by default. */
+    clock?: Pick<Clock, 'monotonic'>;
 }
 
 const DEFAULT_WINDOW = 16;
@@ -162,7 +60,7 @@ export class Semaphore implements ConcurrencyLimiter {
     private next = 0;
     private readonly reserve: number;
     private readonly window: number;
-    private readonly now: () => number;
+    private readonly clock: Pick<Clock, 'monotonic'>;
 
     constructor(
         private readonly limit: number,
@@ -170,7 +68,7 @@ export class Semaphore implements ConcurrencyLimiter {
     ) {
         this.reserve = Math.min(Math.max(0, options.reserve ?? 1), limit - 1);
         this.window = Math.max(1, options.window ?? DEFAULT_WINDOW);
-        this.now = options.now ?? (() => performance.now());
+        this.clock = options.clock ?? systemClock;
     }
 
     /** The mean of the recent request durations, or `undefined` before the first one finished. */
@@ -186,13 +84,10 @@ export class Semaphore implements ConcurrencyLimiter {
 
     async acquire(signal: AbortSignal, options: AcquireOptions = {}): Promise<() => void> {
         if (signal.aborted) throw signal.reason;
-        const scope = scopes.getStore();
+        const scope = currentScope();
         const caller = scope?.context?.caller ?? '';
-        const now = this.now();
-        const deadlineAt = Math.min(
-            options.withinMs === undefined ? Infinity : now + options.withinMs,
-            scope?.call?.deadlineAt ?? Infinity
-        );
+        const now = this.clock.monotonic();
+        const deadlineAt = now + Math.min(options.withinMs ?? Infinity, scope?.call?.remainingMs() ?? Infinity);
         const typical = this.typicalMs();
         if (scope?.call !== undefined && !scope.call.admit()) {
             throw serverBusy('this caller already has as many uncached tool calls under way as it may', this.retryAfterS(typical ?? 1_000));
@@ -236,12 +131,12 @@ export class Semaphore implements ConcurrencyLimiter {
             this.pump();
         });
 
-        const startedAt = this.now();
+        const startedAt = this.clock.monotonic();
         let released = false;
         return () => {
             if (released) return;
             released = true;
-            this.record(this.now() - startedAt);
+            this.record(this.clock.monotonic() - startedAt);
             this.active -= 1;
             const held = (this.holding.get(granted) ?? 1) - 1;
             if (held <= 0) this.holding.delete(granted);
@@ -267,7 +162,7 @@ export class Semaphore implements ConcurrencyLimiter {
                 this.queues.delete(caller);
                 if (queue.length > 0) this.queues.set(caller, queue);
                 const typical = this.typicalMs();
-                if (typical !== undefined && this.now() + typical > waiter.deadlineAt) {
+                if (typical !== undefined && this.clock.monotonic() + typical > waiter.deadlineAt) {
                     waiter.refuse(tooLate());
                 } else {
                     this.active += 1;

@@ -4,7 +4,7 @@ import { ErrorCode, McpError, type GetPromptResult } from '@modelcontextprotocol
 import * as z from 'zod';
 import { SIGNAL_HISTORY_DAYS, currentRun, gradeBand } from '../analysis/signal-checks.js';
 import { isUpstreamError } from '../api/errors.js';
-import { inToolCall } from '../api/limiter.js';
+import { inToolCall } from '../api/call-scope.js';
 import { newestFirst } from '../domain/market.js';
 import { PRICES, TM_GRADES, TRADING_SIGNALS } from '../endpoints/registry.js';
 import type { Redactor } from '../redact.js';
@@ -66,7 +66,7 @@ export function parseSymbolList(raw: string): string[] {
 
 /** The prompt's own deadline and the client's cancellation together, as a tool call has. */
 function callSignal(deps: PromptDeps, signal: AbortSignal): AbortSignal {
-    return AbortSignal.any([signal, AbortSignal.timeout(deps.callDeadlineMs)]);
+    return AbortSignal.any([signal, deps.clock.timeout(deps.callDeadlineMs)]);
 }
 
 /** A part that failed is named in the message (its user-facing reason), so the rest still helps. */
@@ -202,7 +202,7 @@ export function registerPrompts(server: McpServer, deps: PromptDeps): void {
             argsSchema: { symbol: symbolArgument(deps, 'A token symbol, name or Token Metrics id, e.g. "SOL".') }
         },
         async ({ symbol }, extra) =>
-            inToolCall(deps.callDeadlineMs, () => tokenBriefing(symbol.trim(), deps, callSignal(deps, extra.signal)))
+            inToolCall(deps.clock, deps.callDeadlineMs, () => tokenBriefing(symbol.trim(), deps, callSignal(deps, extra.signal)))
     );
     server.registerPrompt(
         'moonshot_scan',
@@ -220,7 +220,9 @@ export function registerPrompts(server: McpServer, deps: PromptDeps): void {
             }
         },
         async ({ max_market_cap, min_trader_grade }, extra) =>
-            inToolCall(deps.callDeadlineMs, () => moonshotScan(max_market_cap, min_trader_grade, deps, callSignal(deps, extra.signal)))
+            inToolCall(deps.clock, deps.callDeadlineMs, () =>
+                moonshotScan(max_market_cap, min_trader_grade, deps, callSignal(deps, extra.signal))
+            )
     );
     server.registerPrompt(
         'compare_tokens',
@@ -235,6 +237,7 @@ export function registerPrompts(server: McpServer, deps: PromptDeps): void {
                 )
             }
         },
-        async ({ symbols }, extra) => inToolCall(deps.callDeadlineMs, () => compareTokens(symbols, deps, callSignal(deps, extra.signal)))
+        async ({ symbols }, extra) =>
+            inToolCall(deps.clock, deps.callDeadlineMs, () => compareTokens(symbols, deps, callSignal(deps, extra.signal)))
     );
 }

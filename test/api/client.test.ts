@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { UpstreamError } from '../../src/api/errors.js';
+import { systemClock } from '../../src/clock.js';
 import { RecordingLogger } from '../cache/fakes.js';
+import { runClock } from '../fake-upstream/clocked.js';
 import { FakeUpstream, fixture, fixtureNumber as num } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { clientFor } from '../helpers/client.js';
@@ -326,9 +328,18 @@ describe('TokenMetricsClient faults', () => {
     });
 
     it('times out a slow attempt and reports UPSTREAM_TIMEOUT', async () => {
-        const { client } = clientFor(fake, { http: { attemptTimeoutMs: 150, deadlineMs: 400, retry: { maxRetries: 1 } } });
-        fake.inject({ fault: { kind: 'latency', ms: 1000 } });
-        expect((await failure(client.get(PRICES, { ids: [3375] }))).code).toBe('UPSTREAM_TIMEOUT');
+        const clock = new FakeClock();
+        const { client } = clientFor(fake, { clock, http: { attemptTimeoutMs: 150, deadlineMs: 400, retry: { maxRetries: 1 } } });
+        fake.clock = clock;
+        try {
+            fake.inject({ fault: { kind: 'latency', ms: 1000 } });
+            const answer = failure(client.get(PRICES, { ids: [3375] }));
+            await runClock(fake, clock, answer, 150);
+            expect((await answer).code).toBe('UPSTREAM_TIMEOUT');
+            expect(fake.calls.map(call => call.aborted)).toEqual([true]);
+        } finally {
+            fake.clock = systemClock;
+        }
     });
 
     it('maps a dropped connection to UPSTREAM_UNAVAILABLE after retries', async () => {

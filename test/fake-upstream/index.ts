@@ -3,7 +3,10 @@
  * length, data }` envelope around rows shaped like the real API's (see data.ts and
  * `test/fixtures/upstream/README.md` for where each shape comes from), a record of every call, and faults on
  * demand (latency, statuses, 429s, truncated bodies, `success: false`, type drift, one field given another value,
- * 403 "not in your plan", connection resets).
+ * 403 "not in your plan", connection resets, requests held until the test lets them go).
+ *
+ * Time is the test's to drive: latency runs on `fake.clock` (a FakeClock makes a slow upstream that costs no real
+ * time), `until()` waits for what the fake has seen, and `runClock` (clocked.ts) moves a FakeClock for it.
  *
  * Filters follow the documented parameters: `token_id`, `symbol` (case-insensitive) and `token_name` (comma
  * lists). `token_name` is matched case-sensitively: whether the real API folds case is unconfirmed, so the fake
@@ -11,6 +14,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { systemClock, type Clock } from '../../src/clock.js';
 import { FakeWorld, rowDay, type DayRange, type FakeToken, type Row } from './data.js';
 
 export {
@@ -44,10 +48,23 @@ export interface FakeCall {
     aborted: boolean;
     /** Bytes of the response body: what a pass-through server would have handed the model. */
     bytes: number;
+    /** The fake is done with it: answered, reset, or the client went away. */
+    done: boolean;
+}
+
+/** A request the fake has not answered yet: held back by latency (due at `dueAt`) or by a hold (`dueAt` Infinity). */
+export interface PendingCall {
+    call: FakeCall;
+    /** When it started waiting, by `fake.clock.monotonic()`. */
+    since: number;
+    dueAt: number;
 }
 
 export type Fault =
+    /** The answer comes `ms` later, by `fake.clock`. */
     | { kind: 'latency'; ms: number }
+    /** Held until the test calls `release()` (or the client goes away), then answered as the other faults say. */
+    | { kind: 'hold' }
     | { kind: 'status'; status: number; retryAfter?: string; message?: string }
     | { kind: 'rate-limit'; retryAfter?: string }
     | { kind: 'truncated' }
@@ -110,9 +127,13 @@ export class FakeUpstream {
     /** Highest number of requests in flight at once since the last reset. */
     maxInFlight = 0;
     latencyMs: number;
+    /** What latency is measured by: set a FakeClock to make the fake slow without taking real time. */
+    clock: Pick<Clock, 'monotonic' | 'timeout'> = systemClock;
     readonly world: FakeWorld;
 
     private inFlight = 0;
+    private readonly waiting: Array<PendingCall & { release(): void }> = [];
+    private watchers: Array<{ check: () => boolean; resolve: () => void }> = [];
     private rules: FaultRule[] = [];
     private readonly revoked = new Set<string>();
     private readonly removed = new Set<string>();
@@ -163,6 +184,27 @@ export class FakeUpstream {
             .map(call => `${call.path} ${call.key ? `tm-…${call.key.slice(-4)}` : 'no-key'} -> ${call.status}`);
     }
 
+    /** Requests not answered yet (latency, holds), oldest first. */
+    pending(): PendingCall[] {
+        return this.waiting.map(({ call, since, dueAt }) => ({ call, since, dueAt }));
+    }
+
+    /** Lets held requests (those `filter` picks, all by default) go on to their answers; returns how many. */
+    release(filter: (call: FakeCall) => boolean = () => true): number {
+        const held = this.waiting.filter(pending => pending.dueAt === Infinity && filter(pending.call));
+        for (const pending of held) pending.release();
+        return held.length;
+    }
+
+    /**
+     * Resolves once `check` holds, asked now and after every change the fake sees (a request arriving, starting or
+     * stopping to wait, its response closing): e.g. `until(() => fake.count() >= 3)`.
+     */
+    until(check: () => boolean): Promise<void> {
+        if (check()) return Promise.resolve();
+        return new Promise(resolve => this.watchers.push({ check, resolve }));
+    }
+
     inject(rule: FaultRule): void {
         this.rules.push({ ...rule });
     }
@@ -194,8 +236,9 @@ export class FakeUpstream {
         this.extra.set(path, rows);
     }
 
-    /** Forget calls, faults, revocations and removed endpoints. */
+    /** Forget calls, faults, revocations and removed endpoints; held requests go on to their answers. */
     reset(): void {
+        this.release();
         this.calls.length = 0;
         this.rules = [];
         this.maxInFlight = 0;
@@ -237,12 +280,16 @@ export class FakeUpstream {
             status: 0,
             at: Date.now(),
             aborted: false,
-            bytes: 0
+            bytes: 0,
+            done: false
         };
         this.calls.push(call);
         res.on('close', () => {
             if (!res.writableFinished) call.aborted = true;
+            call.done = true;
+            this.changed();
         });
+        this.changed();
         const send = (status: number, body: string, headers: Record<string, string> = {}) => {
             call.status = status;
             call.bytes = Buffer.byteLength(body);
@@ -252,7 +299,8 @@ export class FakeUpstream {
         try {
             const faults = this.takeFaults(path, key);
             const latency = this.latencyMs + faults.reduce((sum, fault) => sum + (fault.kind === 'latency' ? fault.ms : 0), 0);
-            if (latency > 0) await new Promise(resolve => setTimeout(resolve, latency));
+            if (faults.some(fault => fault.kind === 'hold')) await this.wait(call, res, Infinity);
+            if (latency > 0) await this.wait(call, res, latency);
             if (res.destroyed) return;
 
             if (!key || this.revoked.has(key) || (this.validKeys && !this.validKeys.has(key))) {
@@ -304,6 +352,37 @@ export class FakeUpstream {
         } finally {
             this.inFlight -= 1;
         }
+    }
+
+    /** Holds a request back for `ms` by `clock` (Infinity: until released), or until the client goes away. */
+    private wait(call: FakeCall, res: ServerResponse, ms: number): Promise<void> {
+        return new Promise(resolve => {
+            const timer = Number.isFinite(ms) ? this.clock.timeout(ms) : undefined;
+            const since = this.clock.monotonic();
+            const pending = { call, since, dueAt: since + ms, release: () => end() };
+            // Synchronous, so whoever moved the clock sees at once that the request is no longer waiting.
+            const end = (): void => {
+                const index = this.waiting.indexOf(pending);
+                if (index < 0) return;
+                this.waiting.splice(index, 1);
+                timer?.removeEventListener('abort', end);
+                res.off('close', end);
+                resolve();
+                this.changed();
+            };
+            timer?.addEventListener('abort', end, { once: true });
+            res.once('close', end);
+            this.waiting.push(pending);
+            this.changed();
+        });
+    }
+
+    /** Tells the `until()` watchers something changed. */
+    private changed(): void {
+        const ready = this.watchers.filter(watcher => watcher.check());
+        if (ready.length === 0) return;
+        this.watchers = this.watchers.filter(watcher => !ready.includes(watcher));
+        for (const watcher of ready) watcher.resolve();
     }
 
     private route(path: string, params: URLSearchParams): { rows: Row[] } | { error: string } {

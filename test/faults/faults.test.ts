@@ -8,10 +8,11 @@ import { ExplainSignalOutput } from '../../tools/explain-signal.js';
 import { GetGradesOutput } from '../../tools/get-grades.js';
 import { GetPriceOutput } from '../../tools/get-price.js';
 import { ListMoonshotsOutput } from '../../tools/list-moonshots.js';
+import { runClock } from '../fake-upstream/clocked.js';
 import type { FakeUpstream, Fault } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { clientFor } from '../helpers/client.js';
-import { inProcessServer } from '../helpers/in-process.js';
+import { inProcessServer, type InProcessServer } from '../helpers/in-process.js';
 import { tempKeyFile } from '../keys/support.js';
 import { badInputs, type BadInput } from './bad-inputs.js';
 import {
@@ -27,7 +28,6 @@ import {
     record,
     sessions,
     settleFake,
-    sleep,
     spawnServer,
     startFake,
     tally,
@@ -57,6 +57,13 @@ function priceOf(fake: FakeUpstream, symbol: string): number {
     const token = fake.world.tokens.find(candidate => candidate.symbol === symbol);
     if (!token) throw new Error(`no fake token ${symbol}`);
     return token.price;
+}
+
+/** A fake clock whose waits end a millisecond early, as Node's timers can (they count from the event loop's cached time). */
+class EarlyClock extends FakeClock {
+    override async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+        await super.sleep(ms > 1 ? ms - 1 : ms, signal);
+    }
 }
 
 interface PriceAnswer {
@@ -109,20 +116,22 @@ describe('regressions this suite found, pinned at the client', () => {
     });
 
     it('does not loop on a 429 whose Retry-After is 0 or already past, and spends its retries on requests', async () => {
-        // Several rounds: the early-timer case (a wait ending a millisecond before the key's rest) only shows now and then.
-        for (const retryAfter of ['0', '0', '0', 'Thu, 01 Jan 2015 00:00:00 GMT', 'Thu, 01 Jan 2015 00:00:00 GMT']) {
+        for (const retryAfter of ['0', 'Thu, 01 Jan 2015 00:00:00 GMT']) {
             settleFake(fake);
-            // The real clock, as in production: with a fake one neither problem is visible (its sleeps move time exactly).
+            // Waits that end a millisecond early, as Node's timers can: an exact fake clock would hide the early wake.
             const http = { deadlineMs: 1_000, retry: { maxRetries: 2, backoffBaseMs: 50 } };
-            const { client, http: upstream } = clientFor(fake, { clock: systemClock, http });
+            const { client, http: upstream } = clientFor(fake, { clock: new EarlyClock(), http });
             try {
                 inject(fake, { fault: { kind: 'rate-limit', retryAfter } });
-                const error = await client.get(PRICES, { ids: [3375] }).then(
+                const outcome = client.get(PRICES, { ids: [3375] }).then(
                     () => null,
                     (failure: unknown) => failure as UpstreamError
                 );
+                // A loop would ask again and again without time passing: stop it at a dozen rather than at the test's timeout.
+                const error = await Promise.race([outcome, fake.until(() => fake.count('/price') > 12).then(() => 'looped' as const)]);
                 record(error);
-                expect(error?.code).toBe('RATE_LIMITED');
+                expect(error).not.toBe('looped');
+                expect((error as UpstreamError | null)?.code).toBe('RATE_LIMITED');
                 // One request and two retries: it was ~2,000 requests inside the 1 s deadline, or 2 when a wait ended early.
                 expect(fake.count('/price'), retryAfter).toBe(3);
             } finally {
@@ -163,25 +172,62 @@ describe('upstream faults: every call ends in a correct answer or an error that 
     const MAX_RETRIES = 2;
     /** One upstream request gets at most this many attempts. */
     const MAX_ATTEMPTS = MAX_RETRIES + 1;
+    /** The clocked server's attempt timeout and call deadline, in fake time. */
+    const TIMEOUT_MS = 3_000;
+    const DEADLINE_MS = 15_000;
     let fake: FakeUpstream;
+    /** The built server over stdio, for the faults that take no time: on the real clock, with margins no answer nears. */
     let server: Session;
+    /** The same server in process on a fake clock, for the faults that are about time: slow answers, Retry-After. */
+    let clocked: InProcessServer;
+    const clock = new FakeClock();
 
     beforeAll(async () => {
         fake = await startFake();
         server = await spawnServer('upstream faults', {
             TOKEN_METRICS_API_KEY: KEYS.single,
             TOKEN_METRICS_BASE_URL: fake.baseUrl,
-            CRYPTO_INTEL_TIMEOUT_MS: '300',
-            CRYPTO_INTEL_DEADLINE_MS: '1500',
+            CRYPTO_INTEL_TIMEOUT_MS: '10000',
+            CRYPTO_INTEL_DEADLINE_MS: '20000',
             CRYPTO_INTEL_MAX_RETRIES: String(MAX_RETRIES),
             CRYPTO_INTEL_CACHE_TTLS: 'price=0'
         });
+        clocked = await inProcessServer(
+            fake,
+            {
+                TOKEN_METRICS_API_KEY: KEYS.inProcess,
+                CRYPTO_INTEL_TIMEOUT_MS: String(TIMEOUT_MS),
+                CRYPTO_INTEL_DEADLINE_MS: String(DEADLINE_MS),
+                CRYPTO_INTEL_MAX_RETRIES: String(MAX_RETRIES),
+                CRYPTO_INTEL_CACHE_TTLS: 'price=0'
+            },
+            clock
+        );
     });
 
     afterAll(async () => {
+        if (clocked) {
+            await clocked.close();
+            record(clocked.logs.join(''));
+        }
         if (server) expect(await server.close()).toEqual({ label: 'upstream faults', crashed: false, nonProtocolLines: [], leaks: [] });
         if (fake) expect(await closeFake(fake)).toEqual([]);
     });
+
+    /** A call to the clocked server with its fake time played out: slow answers take their time, or the attempt's timeout. */
+    async function clockedCall(tool: string, args: Record<string, unknown>): Promise<CallToolResult> {
+        fake.clock = clock;
+        try {
+            const call = clocked.call(tool, args);
+            await runClock(fake, clock, call, TIMEOUT_MS);
+            const result = await call;
+            record(result);
+            tally.callsAnswered += 1;
+            return result;
+        } finally {
+            fake.clock = systemClock;
+        }
+    }
 
     interface FaultCase {
         name: string;
@@ -196,6 +242,8 @@ describe('upstream faults: every call ends in a correct answer or an error that 
         bounds: Record<string, number>;
         /** Attempts per path that prove a retry happened (a fault, then the answer). */
         exact?: Record<string, number>;
+        /** About time (slow answers, Retry-After): asked of the clocked server. */
+        clocked?: true;
     }
 
     const price =
@@ -238,6 +286,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             tool: 'list_moonshots',
             args: { type: 'active', limit: 3 },
             faults: [{ fault: { kind: 'status', status: 503, retryAfter: '1' }, path: '/moonshot-tokens', times: 1 }],
+            clocked: true,
             outcome: {
                 answer: result => {
                     expectAnswer('list_moonshots', result);
@@ -251,7 +300,8 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             name: 'one answer slower than the attempt timeout',
             tool: 'get_price',
             args: { symbols: ['FK4'] },
-            faults: [{ fault: { kind: 'latency', ms: 1_000 }, path: '/price', times: 1 }],
+            faults: [{ fault: { kind: 'latency', ms: 10_000 }, path: '/price', times: 1 }],
+            clocked: true,
             outcome: { answer: price('FK4') },
             bounds: { '/price': 2 },
             exact: { '/price': 2 }
@@ -260,7 +310,8 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             name: 'every answer slower than the deadline',
             tool: 'get_price',
             args: { symbols: ['FK5'] },
-            faults: [{ fault: { kind: 'latency', ms: 2_000 }, path: '/price' }],
+            faults: [{ fault: { kind: 'latency', ms: 20_000 }, path: '/price' }],
+            clocked: true,
             outcome: { cause: /did not answer within/, next: /Try again shortly/ },
             bounds: { '/price': MAX_ATTEMPTS }
         },
@@ -411,15 +462,14 @@ describe('upstream faults: every call ends in a correct answer or an error that 
         }
     ];
 
-    // Before the cases: one of them takes /price away, and the server remembers that for a minute.
     it('serves a stale price, marked with its age, through every transient fault once the TTL has passed', async () => {
         settleFake(fake);
-        const fresh = await server.call('get_price', { symbols: ['FK20'] });
+        const fresh = await clockedCall('get_price', { symbols: ['FK20'] });
         expect((fresh.structuredContent as unknown as PriceAnswer).stale_age_s).toBeNull();
         // CRYPTO_INTEL_CACHE_TTLS=price=0: the cached price is expired at once but inside the stale window, with no wait.
         const transient: Fault[] = [
             { kind: 'status', status: 503 },
-            { kind: 'latency', ms: 2_000 },
+            { kind: 'latency', ms: DEADLINE_MS + 5_000 },
             { kind: 'reset' },
             { kind: 'truncated' },
             { kind: 'drift' }
@@ -427,7 +477,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
         for (const fault of transient) {
             settleFake(fake);
             inject(fake, { fault, path: '/price' });
-            const result = await server.call('get_price', { symbols: ['FK20'] });
+            const result = await clockedCall('get_price', { symbols: ['FK20'] });
             expectAnswer('get_price', result);
             const structured = result.structuredContent as unknown as PriceAnswer;
             expect(structured.prices[0]?.price_usd, fault.kind).toBe(priceOf(fake, 'FK20'));
@@ -438,10 +488,10 @@ describe('upstream faults: every call ends in a correct answer or an error that 
         // The unreadable answers (truncated, drifted) are remembered for a minute: until then the stale price answers
         // and the upstream is not paid again for the same unreadable answer.
         settleFake(fake);
-        const remembered = await server.call('get_price', { symbols: ['FK20'] });
+        const remembered = await clockedCall('get_price', { symbols: ['FK20'] });
         expect((remembered.structuredContent as unknown as PriceAnswer).stale_age_s).toBeGreaterThanOrEqual(0);
         expect(attempts(fake, '/price')).toBe(0);
-        const other = await server.call('get_price', { symbols: ['FK21'] });
+        const other = await clockedCall('get_price', { symbols: ['FK21'] });
         expect((other.structuredContent as unknown as PriceAnswer).stale_age_s).toBeNull();
     });
 
@@ -450,7 +500,9 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             settleFake(fake);
             scenario.setup?.(fake);
             for (const { fault, path, times } of scenario.faults) inject(fake, { fault, path, ...(times === undefined ? {} : { times }) });
-            const result = await server.call(scenario.tool, scenario.args);
+            const result = scenario.clocked
+                ? await clockedCall(scenario.tool, scenario.args)
+                : await server.call(scenario.tool, scenario.args);
             if ('answer' in scenario.outcome) scenario.outcome.answer(result, fake);
             else expectFailure(result, scenario.outcome.cause, scenario.outcome.next);
             for (const [path, most] of Object.entries(scenario.bounds)) expect(attempts(fake, path), path).toBeLessThanOrEqual(most);
@@ -507,8 +559,8 @@ describe('an upstream that goes away', () => {
         const server = await spawnServer('upstream lost', {
             TOKEN_METRICS_API_KEY: KEYS.refused,
             TOKEN_METRICS_BASE_URL: lost.baseUrl,
-            CRYPTO_INTEL_TIMEOUT_MS: '300',
-            CRYPTO_INTEL_DEADLINE_MS: '1500',
+            CRYPTO_INTEL_TIMEOUT_MS: '10000',
+            CRYPTO_INTEL_DEADLINE_MS: '20000',
             CRYPTO_INTEL_MAX_RETRIES: '1',
             CRYPTO_INTEL_CACHE_TTLS: 'price=0'
         });
@@ -635,6 +687,12 @@ describe('429 storms across keys, and the upstream concurrency cap', () => {
 
 // -----------------------------------------------------------------------------------------------------------------
 
+/**
+ * How long to wait for a spawned server to notice a key file change: its own real time, which a loaded machine
+ * stretches; generous, since only a server that never notices should fail.
+ */
+const CHILD_MS = 20_000;
+
 /** Every answer goes upstream (tokens stay cached), so each call proves which key served it. */
 const NO_CACHE_TTLS = 'price=0,grades=0,signals=0,moonshots=0,ohlcv=0';
 const ROTATION_CALLS: Array<[string, Record<string, unknown>]> = [
@@ -645,7 +703,7 @@ const ROTATION_CALLS: Array<[string, Record<string, unknown>]> = [
     ['get_price', { symbols: ['PEPE', 'uni'] }]
 ];
 
-describe('keys revoked and rotated mid-session', () => {
+describe('keys revoked and rotated mid-session', { timeout: 8 * CHILD_MS }, () => {
     let fake: FakeUpstream;
 
     beforeAll(async () => {
@@ -665,16 +723,21 @@ describe('keys revoked and rotated mid-session', () => {
             CRYPTO_INTEL_CACHE_TTLS: NO_CACHE_TTLS
         });
         const wave = async (revokeMidway?: string): Promise<CallToolResult[]> => {
+            // Midway: the wave's first request is held at the fake until its key has been revoked, then answered 401.
+            if (revokeMidway) fake.inject({ fault: { kind: 'hold' }, times: 1 });
             const pending = Promise.all(ROTATION_CALLS.map(([tool, args]) => server.call(tool, args)));
             if (revokeMidway) {
-                await sleep(10);
+                await fake.until(() => fake.pending().length === 1);
+                const held = fake.pending()[0]!.call;
                 countFault();
                 fake.revoke(revokeMidway);
+                fake.release();
+                await fake.until(() => held.done);
+                expect([held.key, held.status]).toEqual([revokeMidway, 401]);
             }
             return pending;
         };
         try {
-            fake.latencyMs = 20;
             const results = [...(await wave()), ...(await wave(a)), ...(await wave()), ...(await wave(b)), ...(await wave())];
             expect(results.filter(result => result.isError).map(textOf)).toEqual([]);
             const lastWave = fake.calls.slice(-ROTATION_CALLS.length);
@@ -691,7 +754,6 @@ describe('keys revoked and rotated mid-session', () => {
             );
             expect((await server.client.listTools()).tools).toHaveLength(5);
         } finally {
-            fake.latencyMs = 0;
             expect(await server.close()).toMatchObject({ crashed: false, nonProtocolLines: [], leaks: [] });
         }
     });
@@ -723,38 +785,38 @@ describe('keys revoked and rotated mid-session', () => {
         const reloaded = (fingerprint: string) => () =>
             server.proc.stderr.split('\n').some(line => line.includes('reloaded from the key file') && line.includes(fingerprint));
         try {
-            expect(await eventually(() => servedBy(fileOld) >= 4, 5_000)).toBe(true);
+            expect(await eventually(() => servedBy(fileOld) >= 4, CHILD_MS)).toBe(true);
 
             countFault();
             file.replace([fileOld, fileNew]);
-            expect(await eventually(reloaded('tm-…f1c4'), 5_000)).toBe(true);
+            expect(await eventually(reloaded('tm-…f1c4'), CHILD_MS)).toBe(true);
             const afterBoth = fake.calls.length;
-            expect(await eventually(() => servedBy(fileOld, afterBoth) >= 2, 5_000)).toBe(true); // the old key is still first
+            expect(await eventually(() => servedBy(fileOld, afterBoth) >= 2, CHILD_MS)).toBe(true); // the old key is still first
 
             countFault();
             file.replace([fileNew]);
-            expect(await eventually(() => servedBy(fileNew) >= 2, 5_000)).toBe(true);
+            expect(await eventually(() => servedBy(fileNew) >= 2, CHILD_MS)).toBe(true);
             countFault();
             fake.revoke(fileOld);
             const afterRevoke = fake.calls.length;
-            expect(await eventually(() => servedBy(fileNew, afterRevoke) >= 4, 5_000)).toBe(true);
+            expect(await eventually(() => servedBy(fileNew, afterRevoke) >= 4, CHILD_MS)).toBe(true);
             expect(fake.calls.slice(afterRevoke).filter(call => call.key === fileOld)).toEqual([]);
 
             // Second cycle: the current key is revoked while still listed, next to its successor: same-call failover.
             countFault();
             file.replace([fileNew, fileNewer]);
-            expect(await eventually(reloaded('tm-…3b8d'), 5_000)).toBe(true);
+            expect(await eventually(reloaded('tm-…3b8d'), CHILD_MS)).toBe(true);
             countFault();
             fake.revoke(fileNew);
             const afterSecond = fake.calls.length;
-            expect(await eventually(() => servedBy(fileNewer, afterSecond) >= 4, 5_000)).toBe(true);
+            expect(await eventually(() => servedBy(fileNewer, afterSecond) >= 4, CHILD_MS)).toBe(true);
 
             // A deleted key file is a slip, not a wish to stop: the keys in hand keep serving.
             countFault();
             file.remove();
-            expect(await eventually(() => server.proc.stderr.includes('API key file does not exist'), 5_000)).toBe(true);
+            expect(await eventually(() => server.proc.stderr.includes('API key file does not exist'), CHILD_MS)).toBe(true);
             const afterRemove = calls;
-            expect(await eventually(() => calls >= afterRemove + 4, 5_000)).toBe(true);
+            expect(await eventually(() => calls >= afterRemove + 4, CHILD_MS)).toBe(true);
         } finally {
             running = false;
             await traffic;

@@ -339,4 +339,4 @@ export async function eventually(check: () => boolean | Promise<boolean>, limitM
     return check();
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms));
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FakeUpstream } from '../fake-upstream/index.js';
+import { FakeUpstream, type FakeCall } from '../fake-upstream/index.js';
 import { HttpServerProcess, mcpHeaders, toolCallBody } from '../helpers/http-process.js';
 
 /**
@@ -71,7 +71,6 @@ afterAll(async () => {
 
 beforeEach(() => {
     fake.reset();
-    fake.latencyMs = 0;
 });
 
 describe('the per-token rate counts tool calls, not HTTP requests', () => {
@@ -109,19 +108,30 @@ describe('the per-token rate counts tool calls, not HTTP requests', () => {
 
 describe('one token cannot take the upstream from another', () => {
     it("answers another token's uncached call during a flood, and spends no credit on calls it does not answer", async () => {
-        // 200 calls of 500 ms on 4 upstream slots need 25 s: with one first-in-first-out queue most of them, and the
-        // other token's call behind them, would wait out the 25 s deadline after their credits were spent.
+        // 200 uncached calls on 4 upstream slots: with one first-in-first-out queue most of them, and the other token's
+        // call behind them, would wait out their deadline after their credits were spent.
         const server = await start({ CRYPTO_INTEL_HTTP_RATE_PER_MIN: '0' });
-        fake.latencyMs = 500;
+        // Every upstream request is held until the test lets it go: the flood is under way for as long as it needs to be.
+        fake.inject({ fault: { kind: 'hold' } });
         const FLOOD = 200;
         // Each flood call asks for an unknown numeric id: one /tokens request each, which names its call.
         const flood = Array.from({ length: FLOOD }, (_, i) => call(server, TOKEN, 'get_price', { symbols: [String(900_000 + i)] }, i + 1));
-        while (fake.count() === 0) await new Promise(resolve => setTimeout(resolve, 5));
-        // ETH by id: /tokens then /price, neither cached yet.
-        const quiet = await call(server, OTHER_TOKEN, 'get_price', { symbols: ['3306'] });
+        // The flood holds all the slots one token may take (all but the one kept for others).
+        await fake.until(() => fake.pending().length === 3);
+        // ETH by id: /tokens then /price, neither cached yet; its requests are let through as they come, the flood's are not.
+        const isQuiet = (request: FakeCall): boolean => request.query.token_id === '3306';
+        const quietCall = call(server, OTHER_TOKEN, 'get_price', { symbols: ['3306'] });
+        for (const path of ['/tokens', '/price']) {
+            await fake.until(() => fake.pending().some(({ call: request }) => request.path === path && isQuiet(request)));
+            fake.release(isQuiet);
+        }
+        const quiet = await quietCall;
         expect(quiet.isError).toBeFalsy();
         expect((quiet.structuredContent as { prices: Array<{ symbol: string }> }).prices.map(row => row.symbol)).toEqual(['ETH']);
+        expect(fake.pending().filter(({ call: request }) => !isQuiet(request))).toHaveLength(3);
 
+        fake.clearFaults();
+        fake.release();
         const results = await Promise.all(flood);
         const answered = new Set<number>();
         results.forEach((result, i) => {
@@ -144,16 +154,32 @@ describe('one token cannot take the upstream from another', () => {
 
     it('caps one token at CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS uncached calls, and frees the slots as calls finish', async () => {
         const server = await start({ CRYPTO_INTEL_HTTP_RATE_PER_MIN: '0', CRYPTO_INTEL_HTTP_MAX_CONCURRENT_CALLS: '2' });
-        // Long enough that all six are under way together.
-        fake.latencyMs = 1_000;
-        const results = await Promise.all(
-            Array.from({ length: 6 }, (_, i) => call(server, TOKEN, 'get_price', { symbols: [String(910_000 + i)] }, i + 1))
+        // Held at the fake until the test lets them go, so all six are under way together.
+        fake.inject({ fault: { kind: 'hold' } });
+        const answered: CallToolResult[] = [];
+        let fourAnswered!: () => void;
+        const four = new Promise<void>(resolve => (fourAnswered = resolve));
+        const calls = Array.from({ length: 6 }, (_, i) =>
+            call(server, TOKEN, 'get_price', { symbols: [String(910_000 + i)] }, i + 1).then(result => {
+                if (answered.push(result) === 4) fourAnswered();
+                return result;
+            })
         );
+        // Four are answered "busy" while the two admitted wait at the fake (a third request there would be a bug, and
+        // ends the wait as well).
+        await Promise.race([
+            Promise.all([four, fake.until(() => fake.pending().length === 2)]),
+            fake.until(() => fake.pending().length > 2)
+        ]);
+        expect(fake.pending()).toHaveLength(2);
+        expect(answered.filter(isBusy)).toHaveLength(4);
+        fake.clearFaults();
+        fake.release();
+        const results = await Promise.all(calls);
         expect(results.filter(result => !result.isError)).toHaveLength(2);
         expect(results.filter(isBusy)).toHaveLength(4);
         expect(fake.count('/tokens')).toBe(2);
         // Cached answers take no slot; and the slots are back once those two calls finished.
-        fake.latencyMs = 0;
         const again = await Promise.all(
             Array.from({ length: 2 }, (_, i) => call(server, TOKEN, 'get_price', { symbols: [String(920_000 + i)] }, i + 1))
         );

@@ -1,12 +1,18 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { inToolCall, refusalOf, Semaphore, withCaller } from '../../src/api/limiter.js';
+import { inToolCall, withCaller } from '../../src/api/call-scope.js';
+import { Semaphore } from '../../src/api/limiter.js';
+import type { UpstreamError } from '../../src/api/errors.js';
+import { refusalOf } from '../../src/api/refusals.js';
 import { systemClock } from '../../src/clock.js';
+import { PRICES } from '../../src/endpoints/registry.js';
 import { busyReplies, CallerGates } from '../../src/http/fairness.js';
 import { RateLimiter } from '../../src/http/rate-limit.js';
 import { clientAddress, countToolCalls } from '../../src/http/serve.js';
+import { runClock } from '../fake-upstream/clocked.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
+import { clientFor } from '../helpers/client.js';
 import { inProcessServer, textOf } from '../helpers/in-process.js';
 
 /**
@@ -15,12 +21,6 @@ import { inProcessServer, textOf } from '../helpers/in-process.js';
  */
 
 const never = new AbortController().signal;
-
-/** A clock the test moves by hand. */
-function manualTime(): { now: () => number; advance: (ms: number) => void } {
-    let t = 1_000;
-    return { now: () => t, advance: ms => void (t += ms) };
-}
 
 /** Resolves with the promise's state after pending callbacks ran: 'granted', 'waiting' or the refusal. */
 async function state(promise: Promise<unknown>): Promise<string> {
@@ -70,11 +70,11 @@ describe('the upstream limiter', () => {
     });
 
     it('answers "busy, retry in N s" at once when its queue cannot reach a request before the deadline', async () => {
-        const time = manualTime();
-        const sem = new Semaphore(1, { now: time.now });
+        const clock = new FakeClock();
+        const sem = new Semaphore(1, { clock });
         // One request of 1 s: the estimate.
         const warm = await sem.acquire(never);
-        time.advance(1_000);
+        clock.advance(1_000);
         warm();
         const held = await sem.acquire(never);
         // Each queued request starts about a second after the one before: four fit in 5 s, the fifth would not finish.
@@ -92,10 +92,10 @@ describe('the upstream limiter', () => {
     });
 
     it('starts no request whose turn comes too late to finish before its deadline', async () => {
-        const time = manualTime();
-        const sem = new Semaphore(1, { now: time.now });
+        const clock = new FakeClock();
+        const sem = new Semaphore(1, { clock });
         const warm = await sem.acquire(never);
-        time.advance(1_000);
+        clock.advance(1_000);
         warm();
         // Less than one typical request left: refused before starting.
         await expect(sem.acquire(never, { withinMs: 500 }).catch(refusalOf)).resolves.toBe('too-late');
@@ -103,14 +103,15 @@ describe('the upstream limiter', () => {
         const held = await sem.acquire(never);
         const waiter = sem.acquire(never, { withinMs: 2_500 });
         expect(await state(waiter)).toBe('waiting');
-        time.advance(2_000);
+        clock.advance(2_000);
         held();
         expect(await state(waiter)).toBe('too-late');
         expect(sem.stats()).toEqual({ active: 0, waiting: 0 });
     });
 
     it('caps the uncached calls of one caller, counting a call once however many requests it makes', async () => {
-        const sem = new Semaphore(8);
+        const clock = new FakeClock();
+        const sem = new Semaphore(8, { clock });
         const gates = new CallerGates(2);
         const context = gates.context('token#1');
         /** A tool call that makes `requests` upstream requests, then runs until `end()`. */
@@ -118,7 +119,7 @@ describe('the upstream limiter', () => {
             let end!: () => void;
             const ended = new Promise<void>(resolve => (end = resolve));
             const done = withCaller(context, () =>
-                inToolCall(60_000, async () => {
+                inToolCall(clock, 60_000, async () => {
                     for (let i = 0; i < requests; i++) (await sem.acquire(never))();
                     await ended;
                 })
@@ -131,8 +132,8 @@ describe('the upstream limiter', () => {
         expect(gates.count('token#1')).toBe(2);
         await expect(toolCall(1).done).rejects.toMatchObject({ code: 'RATE_LIMITED', hint: expect.stringMatching(/^Retry in \d+ s/) });
         // Another caller is not affected, and a call that needs no upstream request takes no slot.
-        await withCaller(gates.context('token#2'), () => inToolCall(60_000, async () => (await sem.acquire(never))()));
-        await withCaller(context, () => inToolCall(60_000, async () => undefined));
+        await withCaller(gates.context('token#2'), () => inToolCall(clock, 60_000, async () => (await sem.acquire(never))()));
+        await withCaller(context, () => inToolCall(clock, 60_000, async () => undefined));
         a.end();
         await a.done;
         expect(gates.count('token#1')).toBe(1);
@@ -194,6 +195,71 @@ describe('the rate and the caller on /mcp', () => {
     });
 });
 
+describe('the wait for an upstream slot', () => {
+    let fake: FakeUpstream;
+
+    beforeAll(async () => {
+        fake = await FakeUpstream.start();
+    });
+
+    afterAll(async () => {
+        await fake?.close();
+    });
+
+    beforeEach(() => {
+        fake.reset();
+        fake.latencyMs = 0;
+        fake.clock = systemClock;
+    });
+
+    it('times each attempt from when it is sent, not from when it joined the queue', async () => {
+        const clock = new FakeClock();
+        fake.clock = clock;
+        fake.latencyMs = 800;
+        const { client, http } = clientFor(fake, { clock, http: { concurrency: 1, attemptTimeoutMs: 1_000, deadlineMs: 10_000 } });
+        try {
+            // Three requests of 0.8 s one at a time: the third waits 1.6 s for its slot, longer than an attempt may take.
+            const answers = Promise.all(fake.world.tokens.slice(0, 3).map(token => client.get(PRICES, { ids: [token.id] })));
+            await runClock(fake, clock, answers);
+            expect((await answers).map(rows => rows.length)).toEqual([1, 1, 1]);
+            expect(fake.calls.map(call => [call.status, call.aborted])).toEqual([
+                [200, false],
+                [200, false],
+                [200, false]
+            ]);
+        } finally {
+            await http.close();
+        }
+    });
+
+    it('says nothing was sent, and no credit spent, when the deadline comes while a request waits for its slot', async () => {
+        const clock = new FakeClock();
+        fake.clock = clock;
+        fake.inject({ fault: { kind: 'hold' }, times: 1 });
+        const { client, http } = clientFor(fake, {
+            clock,
+            http: { concurrency: 1, attemptTimeoutMs: 1_000, deadlineMs: 1_000, retry: { maxRetries: 0 } }
+        });
+        try {
+            const first = client.get(PRICES, { ids: [3375] }).catch((error: unknown) => error as UpstreamError);
+            const second = client.get(PRICES, { ids: [3306] }).catch((error: unknown) => error as UpstreamError);
+            await fake.until(() => fake.pending().length === 1);
+            clock.advance(1_000);
+            expect(await first).toMatchObject({ code: 'UPSTREAM_TIMEOUT', message: expect.stringMatching(/did not answer within 1\.0 s/) });
+            expect(await second).toMatchObject({
+                code: 'UPSTREAM_TIMEOUT',
+                message: expect.stringMatching(
+                    /ran out while its Token Metrics API request waited.*nothing was sent and no credit was spent/
+                ),
+                hint: expect.stringMatching(/^Try again shortly/)
+            });
+            expect(fake.count()).toBe(1);
+        } finally {
+            await http.close();
+        }
+    });
+});
+
 describe('a flood through the whole server (in process)', () => {
     let fake: FakeUpstream;
 
@@ -208,36 +274,52 @@ describe('a flood through the whole server (in process)', () => {
     beforeEach(() => {
         fake.reset();
         fake.latencyMs = 0;
+        fake.clock = systemClock;
     });
 
     it('answers the calls its queue cannot serve in time "busy" at once, and sends nothing upstream for them', async () => {
+        // Every request takes 3 s of fake time, one at a time: the limiter's estimates are exact, whatever the machine.
+        const clock = new FakeClock();
         const server = await inProcessServer(
             fake,
             {
                 CRYPTO_INTEL_UPSTREAM_CONCURRENCY: '1',
-                CRYPTO_INTEL_TIMEOUT_MS: '2500',
-                CRYPTO_INTEL_DEADLINE_MS: '3000',
+                CRYPTO_INTEL_TIMEOUT_MS: '25000',
+                CRYPTO_INTEL_DEADLINE_MS: '31000',
                 CRYPTO_INTEL_LOG_LEVEL: 'warn'
             },
-            systemClock
+            clock
         );
+        fake.clock = clock;
+        fake.latencyMs = 3_000;
         try {
-            fake.latencyMs = 300;
-            // One call first, so the limiter knows how long a request takes.
-            expect((await server.call('get_price', { symbols: ['3375'] })).isError).toBeFalsy();
+            // One call first, so the limiter knows how long a request takes (a lookup and a price, 3 s each).
+            const warm = server.call('get_price', { symbols: ['3375'] });
+            await runClock(fake, clock, warm);
+            expect((await warm).isError).toBeFalsy();
             const calls = fake.count();
-            const results: CallToolResult[] = await Promise.all(
-                Array.from({ length: 20 }, (_, i) => server.call('get_price', { symbols: [String(930_000 + i)] }))
+            const answered: CallToolResult[] = [];
+            const flood = Promise.all(
+                Array.from({ length: 20 }, (_, i) =>
+                    server.call('get_price', { symbols: [String(930_000 + i)] }).then(result => (answered.push(result), result))
+                )
             );
+            // The first request is out and no fake time has passed: the calls the queue cannot serve are answered already.
+            await fake.until(() => fake.pending().length === 1);
+            expect(answered.length).toBe(10);
+            await runClock(fake, clock, flood);
+            const results = await flood;
             const busy = results.map((result, i) => [result, 930_000 + i] as const).filter(([result]) => result.isError === true);
-            // 20 requests of 300 ms one at a time need 6 s: those past the 3 s deadline are told so at once...
-            expect(busy.length).toBeGreaterThan(0);
-            for (const [result] of busy) expect(textOf(result)).toMatch(/busy.*Retry in \d+ s/s);
+            // 20 requests of 3 s one at a time need 60 s: ten finish within the 31 s deadline (the last at 30 s); the
+            // other ten are told at once that the queue would reach them in 30 s...
+            expect(busy.map(([result]) => /busy.*Retry in (\d+) s/s.exec(textOf(result))?.[1])).toEqual(Array(10).fill('30'));
             // ...and none of them reached the upstream: every request made was for an answered call.
             const asked = new Set(fake.calls.slice(calls).map(call => Number(call.query.token_id)));
             for (const [, id] of busy) expect(asked.has(id)).toBe(false);
-            expect(asked.size).toBe(20 - busy.length);
+            expect(asked.size).toBe(10);
+            expect(fake.calls.slice(calls).every(call => call.status === 200 && !call.aborted)).toBe(true);
         } finally {
+            fake.clock = systemClock;
             await server.close();
         }
     });

@@ -2,7 +2,9 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TokenMetricsClient } from '../../src/api/client.js';
 import { isUpstreamError } from '../../src/api/errors.js';
+import { systemClock } from '../../src/clock.js';
 import { Redactor } from '../../src/redact.js';
+import { runClock } from '../fake-upstream/clocked.js';
 import { FakeUpstream, type Fault, type FaultRule } from '../fake-upstream/index.js';
 import { managedClient, memoryLogger, tempKeyFile, type ManagedClient } from './support.js';
 import {
@@ -129,11 +131,15 @@ describe('no key leaks through the client', () => {
                     logger: log.logger,
                     http: { attemptTimeoutMs: 150, deadlineMs: 120_000, retry: { maxRetries: scenario.retries ?? 3 } }
                 });
+                // Latency runs on the client's fake clock, moved past each attempt's timeout when one is due.
+                fake.clock = stack.clock;
                 try {
                     scenario.setup?.(fake);
                     let code: string | null = null;
                     try {
-                        captured.push(JSON.stringify(await (scenario.run ?? prices)(stack.client)) ?? '');
+                        const answer = (scenario.run ?? prices)(stack.client);
+                        await runClock(fake, stack.clock, answer, 150);
+                        captured.push(JSON.stringify(await answer) ?? '');
                     } catch (error) {
                         code = isUpstreamError(error) ? error.code : `unexpected ${String(error)}`;
                         captured.push(errorText(error));
@@ -147,6 +153,7 @@ describe('no key leaks through the client', () => {
             }
         } finally {
             fake.reset();
+            fake.clock = systemClock;
             file.cleanup();
         }
 

@@ -1,4 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
+import { runClock } from '../fake-upstream/clocked.js';
 import { FakeUpstream, fixture, fixtureNumber as num } from '../fake-upstream/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { inProcessServer, textOf, type InProcessServer } from '../helpers/in-process.js';
@@ -360,16 +362,22 @@ describe('failures become isError results and the server keeps serving', () => {
     });
 
     it('bounds a whole tool call by the deadline, not just each upstream request', async () => {
-        const strict = await inProcessServer(fake, { CRYPTO_INTEL_TIMEOUT_MS: '300', CRYPTO_INTEL_DEADLINE_MS: '400' });
-        fake.latencyMs = 200;
+        const clock = new FakeClock();
+        const strict = await inProcessServer(fake, { CRYPTO_INTEL_TIMEOUT_MS: '3000', CRYPTO_INTEL_DEADLINE_MS: '4000' }, clock);
+        fake.clock = clock;
+        fake.latencyMs = 2_000;
         try {
-            // "solana" needs a symbol lookup, a name lookup and a price: each answers in time, the three together do not.
-            const result = await strict.call('get_price', { symbols: ['solana'] });
+            // "solana" needs a symbol lookup, a name lookup and a price: each answers in time (2 s of fake time, of 3),
+            // the three together do not (6 s, of 4).
+            const call = strict.call('get_price', { symbols: ['solana'] });
+            await runClock(fake, clock, call, 3_000);
+            const result = await call;
             expect(result.isError).toBe(true);
-            expect(textOf(result)).toMatch(/did not answer within 0\.4 s/);
+            expect(textOf(result)).toMatch(/did not answer within 4\.0 s/);
             expect(fake.count()).toBeLessThanOrEqual(3);
         } finally {
             fake.latencyMs = 0;
+            fake.clock = systemClock;
             await strict.close();
         }
     });

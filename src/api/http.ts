@@ -22,9 +22,6 @@ import { UpstreamTransport, type RawResponse } from './transport.js';
 import { AnswerJudge, type ChosenKey, type UpstreamPage, type Verdict } from './verdict.js';
 
 /** The limiter, the retry rules and the page type live in their own modules; re-exported for existing importers. */
-export { Semaphore, type AcquireOptions, type ConcurrencyLimiter } from './limiter.js';
-export { MAX_RETRY_AFTER_MS, parseRetryAfter, type RetryPolicy } from './retry.js';
-export type { UpstreamPage } from './verdict.js';
 
 export interface HttpOptions {
     baseUrl: string;

@@ -5,8 +5,6 @@ import { serverBusy, tooLate } from './refusals.js';
 /** The upstream request limiter: a semaphore bounded by time, reading the call scope (call-scope.ts) for who asks and until when. */
 
 // The HTTP transport's fairness pieces import these from here, where the limiter they feed lives.
-export { withCaller, type CallerContext } from './call-scope.js';
-export { serverBusy } from './refusals.js';
 
 export interface AcquireOptions {
     /** Time left (ms) for the request to be made and answered; a limiter starts nothing that cannot finish in it. */

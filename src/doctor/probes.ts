@@ -1,5 +1,6 @@
 import { isUpstreamError } from '../api/errors.js';
-import type { QueryValue, UpstreamPage, UpstreamRequest } from '../api/http.js';
+import type { QueryValue, UpstreamRequest } from '../api/http.js';
+import type { UpstreamPage } from '../api/verdict.js';
 import { inspectRows, type RowReport } from '../api/parse-rows.js';
 import { ROW_SCHEMAS, type RowSchema } from '../api/schemas.js';
 import type { Clock } from '../clock.js';

@@ -1,4 +1,5 @@
-import { serverBusy, type CallerContext } from '../api/limiter.js';
+import type { CallerContext } from '../api/call-scope.js';
+import { serverBusy } from '../api/refusals.js';
 import type { Logger } from '../logger.js';
 
 /** A caller over its cap is reported at most this often, with the count of calls answered busy meanwhile. */

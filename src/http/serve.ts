@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Runtime } from '../app.js';
 import type { Clock } from '../clock.js';
-import { withCaller } from '../api/limiter.js';
+import { withCaller } from '../api/call-scope.js';
 import { isLoopbackHost, type HttpConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { createServer } from '../server.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isUpstreamError, type UpstreamError } from '../../src/api/errors.js';
-import { MAX_RETRY_AFTER_MS, parseRetryAfter } from '../../src/api/http.js';
+import { MAX_RETRY_AFTER_MS, parseRetryAfter } from '../../src/api/retry.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { clientFor } from '../helpers/client.js';
 import { FakeClock } from '../helpers/clock.js';

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { upstreamUnavailable } from '../../src/api/errors.js';
-import { Semaphore } from '../../src/api/http.js';
+import { Semaphore } from '../../src/api/limiter.js';
 import { Redactor } from '../../src/redact.js';
 import { connectRedis, type SharedServices } from '../../src/redis/index.js';
 import { KEY_PREFIX } from '../../src/redis/tier.js';

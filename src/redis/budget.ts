@@ -14,7 +14,9 @@ const POLL_MAX_MS = 50;
  * replicas' clocks may disagree, Redis's is one.
  * KEYS: the set. ARGV: limit, lease ms, lease id.
  */
-const ACQUIRE = new Script(`
+const ACQUIRE = new Script(
+    'cryptoIntelAcquire',
+    `
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -24,7 +26,8 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
     return 1
 end
 return 0
-`);
+`
+);
 
 export interface SharedBudgetOptions {
     /** Upstream requests in flight at once across every replica. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
 
@@ -55,21 +54,30 @@ export interface RedisHealth {
     endpoint: string;
 }
 
-/** A Lua script run by its SHA1, sent in full only when Redis does not have it yet (after a restart, say). */
+type ScriptCommand = (numberOfKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
+
+/**
+ * A Lua script, through ioredis' own script support (`defineCommand`): sent by its SHA1, and in full only when Redis
+ * does not have it yet (after a restart, say). Defined on a connection the first time it runs there.
+ */
 export class Script {
-    private readonly sha: string;
+    private readonly definedOn = new WeakSet<Redis>();
 
-    constructor(private readonly lua: string) {
-        this.sha = createHash('sha1').update(lua).digest('hex');
-    }
+    constructor(
+        /** The command's name on the connection: unique per script. */
+        private readonly name: string,
+        private readonly lua: string
+    ) {}
 
-    async run(client: Redis, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
-        try {
-            return await client.evalsha(this.sha, keys.length, ...keys, ...args);
-        } catch (error) {
-            if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-            return client.eval(this.lua, keys.length, ...keys, ...args);
+    run(client: Redis, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+        if (!this.definedOn.has(client)) {
+            // No numberOfKeys: the claim and release scripts take as many keys as a call has, so each call says how many.
+            client.defineCommand(this.name, { lua: this.lua });
+            this.definedOn.add(client);
         }
+        // defineCommand adds the method at run time; ioredis' types cannot know it.
+        const command = (client as unknown as Record<string, ScriptCommand>)[this.name]!;
+        return command.call(client, keys.length, ...keys, ...args);
     }
 }
 

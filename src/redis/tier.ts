@@ -12,7 +12,9 @@ export const KEY_PREFIX = 'crypto-intel:v1:';
  * either sees the value another one published or finds that one still holding the lock, never a gap in between.
  * KEYS: n entry keys, then their n lock keys. ARGV: now ms, max age ms, owner id, lock TTL ms.
  */
-const CLAIM = new Script(`
+const CLAIM = new Script(
+    'cryptoIntelClaim',
+    `
 local n = #KEYS / 2
 local now = tonumber(ARGV[1])
 local maxAge = tonumber(ARGV[2])
@@ -29,15 +31,19 @@ for i = 1, n do
     out[i] = { value or '', fresh, owned }
 end
 return out
-`);
+`
+);
 
 /** Deletes each lock only if this owner still holds it: a lock that expired and was taken by another replica stays. */
-const RELEASE = new Script(`
+const RELEASE = new Script(
+    'cryptoIntelRelease',
+    `
 for i = 1, #KEYS do
     if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
 end
 return 0
-`);
+`
+);
 
 export interface RedisTierOptions {
     /** How long after `fetchedAt` an entry may still be served stale: the Redis TTL of every entry. */

@@ -183,6 +183,23 @@ describe.runIf(enabled)('the Redis tier shared by replicas', () => {
         expect(b.logger.warnings.map(line => line.msg)).toContain('shared cache entry ignored: unexpected value shape');
     });
 
+    it('keeps its scripts working after Redis forgets them (a restart, SCRIPT FLUSH)', async () => {
+        const clock = new FakeClock();
+        const a = replica({ clock });
+        const b = replica({ clock });
+        await Promise.all([connected(a.shared), connected(b.shared)]);
+        await a.service.get(PRICES, { ids: [3375] });
+        await inRedis('e');
+        await admin.script('FLUSH');
+        // B's claim runs the script Redis no longer has: sent again in full, it finds A's entry.
+        await b.service.get(PRICES, { ids: [3375] });
+        expect(a.inner.count() + b.inner.count()).toBe(1);
+        await admin.script('FLUSH');
+        const budget = b.shared.limiter(new Semaphore(1));
+        (await budget.acquire(new AbortController().signal))();
+        expect(await admin.zcard(`${KEY_PREFIX}budget`)).toBe(0);
+    });
+
     it('shares one upstream budget: a replica waits while the others hold every lease', async () => {
         const a = replica();
         const b = replica();

@@ -79,6 +79,11 @@ export function countToolCalls(message: unknown): number {
  * Access control runs before the body is read: Host/Origin (403), failed bearer attempts per address (429), bearer
  * token (401), rate (429), size (413). The rate counts tool calls, so it is spent once the body is parsed: a batch of
  * 100 `tools/call` costs 100 (any other request costs 1). Inside, each caller's uncached calls are capped (`busy`).
+ * Why node:http and not the SDK's `createMcpExpressApp` with express-rate-limit: express-rate-limit counts requests
+ * and decides before the body is read, so it cannot charge a batch per tool call; the SDK's host validation has no
+ * Origin check and no `*`; and Express's routing and body parser cost a flood's every refusal: on loopback with 32
+ * clients a bare handler answered 14,000-15,000 requests/s where Express with hostHeaderValidation and express.json
+ * answered 5,500-6,000 (2026-11-25, this 2-core machine), and one token's flood is what another token's latency pays.
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
     const { http, runtime, clock, logger } = options;

@@ -109,7 +109,17 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
     });
     let closing: Promise<void> | undefined;
     return {
-        deps: { market, resolver, clock, logger, redactor, callDeadlineMs: config.upstream.deadlineMs, usage, symbols },
+        deps: {
+            market,
+            resolver,
+            clock,
+            logger,
+            redactor,
+            callDeadlineMs: config.upstream.deadlineMs,
+            usage,
+            symbols,
+            warmUp: () => void http.warm()
+        },
         keys,
         market,
         usage,

@@ -10,6 +10,7 @@ import {
     type ServerRequest
 } from '@modelcontextprotocol/sdk/types.js';
 import { NO_PROGRESS, TOOLS, TOOLS_LIST, type Progress, type ToolDefinition, type ToolDeps } from '../tools/index.js';
+import { warmFormatters } from '../tools/format.js';
 import { isUpstreamError, upstreamTimeout } from './api/errors.js';
 import { inToolCall } from './api/call-scope.js';
 import { refusalOf } from './api/refusals.js';
@@ -27,6 +28,8 @@ export interface ServerDeps extends ToolDeps {
     callDeadlineMs: number;
     /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
     symbols?: SymbolCompleter;
+    /** Readies what the first tool call needs (the upstream client) while the model reads the tool list; never throws. */
+    warmUp?: () => void;
 }
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -110,7 +113,14 @@ export function createServer(deps: ServerDeps): McpServer {
     for (const tool of TOOLS) register(server, tool, deps);
     // The SDK would convert every zod schema to JSON Schema again for each listing; this answer is built once, lean.
     // Calls are still checked against the zod schemas the tools registered.
-    server.server.setRequestHandler(ListToolsRequestSchema, () => TOOLS_LIST);
+    server.server.setRequestHandler(ListToolsRequestSchema, () => {
+        // After the answer is written (setImmediate), so that the list a client waits for at start-up waits for nothing.
+        setImmediate(() => {
+            deps.warmUp?.();
+            warmFormatters();
+        });
+        return TOOLS_LIST;
+    });
     registerPrompts(server, deps);
     return server;
 }

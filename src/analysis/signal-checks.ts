@@ -49,7 +49,13 @@ export function gradeBand(value: number): string {
     return 'deteriorating';
 }
 
-const fmt = (value: number, digits = 2) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+/** One formatter per precision, made once: `toLocaleString` with options would build one per number. */
+const formatters = new Map<number, Intl.NumberFormat>();
+const fmt = (value: number, digits = 2): string => {
+    const formatter = formatters.get(digits) ?? new Intl.NumberFormat('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+    formatters.set(digits, formatter);
+    return formatter.format(value);
+};
 const signed = (value: number) => `${value > 0 ? '+' : ''}${value.toFixed(1)}%`;
 const change = (from: number, to: number) => ((to - from) / Math.abs(from)) * 100;
 

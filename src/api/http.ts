@@ -99,6 +99,11 @@ export class UpstreamHttp {
         this.judge = new AnswerJudge(keys, this.retry, logger);
     }
 
+    /** Readies the HTTP client (loads undici, makes the Agent) ahead of the first request; never rejects. */
+    warm(): Promise<void> {
+        return this.transport.warm();
+    }
+
     /** The URL of a request, query encoded by URLSearchParams; never carries a key. */
     url(path: string, query: Record<string, QueryValue> = {}): URL {
         const url = new URL(path.replace(/^\/+/, ''), this.base);

@@ -17,8 +17,9 @@ export interface TransportOptions {
 }
 
 /**
- * undici is loaded on the first upstream request, not at start-up: an MCP client waits for the server's
- * tool list before anything else, and undici's load time (~60 ms) would add to that wait for nothing.
+ * undici is loaded once the tool list has been answered (`warm`), or by the first upstream request, not at start-up:
+ * an MCP client waits for the server's tool list before anything else, and undici's load time (~60 ms) would add
+ * to that wait for nothing.
  */
 let undici: Promise<typeof import('undici')> | undefined;
 const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
@@ -49,6 +50,11 @@ export class UpstreamTransport {
             this.options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
         );
         return { status: response.statusCode, headers: response.headers, text };
+    }
+
+    /** Loads undici and makes the Agent now, so that the first request does not pay for them; never rejects. */
+    async warm(): Promise<void> {
+        await this.agent().catch(() => undefined);
     }
 
     async close(): Promise<void> {

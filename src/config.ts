@@ -105,7 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
                 intIn('CRYPTO_INTEL_STALE_MAX_AGE_S', 0, 30 * 24 * 3600),
                 env.CRYPTO_INTEL_STALE_MAX_AGE_S ?? 24 * 3600
             ),
-            batchWindowMs: parse(intIn('CRYPTO_INTEL_BATCH_WINDOW_MS', 0, 1000), env.CRYPTO_INTEL_BATCH_WINDOW_MS ?? 5),
+            batchWindowMs: parse(intIn('CRYPTO_INTEL_BATCH_WINDOW_MS', 0, 1000), env.CRYPTO_INTEL_BATCH_WINDOW_MS ?? 20),
             maxEntries: parse(intIn('CRYPTO_INTEL_CACHE_MAX_ENTRIES', 100, 1_000_000), env.CRYPTO_INTEL_CACHE_MAX_ENTRIES ?? 10_000)
         },
         transport: flags.http ? 'http' : 'stdio',

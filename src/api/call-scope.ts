@@ -87,3 +87,26 @@ export async function inToolCall<T>(clock: Pick<Clock, 'monotonic'>, deadlineMs:
         call.end();
     }
 }
+
+/** Time left (ms) until the current tool call's deadline; Infinity outside a tool call. */
+export function callTimeLeftMs(): number {
+    return scopes.getStore()?.call?.remainingMs() ?? Infinity;
+}
+
+/**
+ * Takes the current tool call's caller slot for work it will share with other callers (see `asSharedWork`), as its
+ * first upstream request would: false when the caller has all its slots taken. True outside a tool call.
+ */
+export function admitSharedWork(): boolean {
+    return scopes.getStore()?.call?.admit() ?? true;
+}
+
+/**
+ * Runs `fn`, work several callers wait on (a batch of their lookups), as nobody's: it must not be refused or cut short
+ * for the caller that happened to start it, so no caller's slots, turn or cap apply to it (each caller took its slot
+ * when it joined, `admitSharedWork`), and its deadline is `deadlineMs` from now (the latest of its callers'; none when
+ * Infinity). Timers and promises it creates stay in this scope, never in the caller's that scheduled it.
+ */
+export function asSharedWork<T>(clock: Pick<Clock, 'monotonic'>, deadlineMs: number, fn: () => T): T {
+    return scopes.run(Number.isFinite(deadlineMs) ? { call: new CallScope(undefined, clock, deadlineMs) } : {}, fn);
+}

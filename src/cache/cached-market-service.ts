@@ -18,8 +18,9 @@ const DEFAULT_MAX_SIZE_CHARS = 64 * 1024 * 1024;
  * - entries are small and shared (one per price id, per grade id, per token symbol/name/id, ...: each record's
  *   `parts`), so overlapping questions pay once, and a multi-token question sends only its missing parts upstream,
  *   in one call;
- * - identical requests in flight share one call; requests to a batched endpoint (prices) within `batchWindowMs` are
- *   merged into one call;
+ * - identical requests in flight share one call; the missing prices and symbol or name lookups of concurrent calls are
+ *   merged into shared calls (`Batches`): a burst of calls costs about two upstream calls per batch, a lone call waits
+ *   for nothing;
  * - when the upstream is down, an expired answer younger than `staleMaxAgeSeconds` is served with its age;
  * - with a `cacheDir`, entries survive restarts, shared safely by every process using that directory: each process
  *   appends its changes to its own journal, compacted now and then into a snapshot (see `persistence.ts`);

@@ -76,7 +76,11 @@ export interface MarketServiceOptions {
     ttlSeconds?: Partial<Record<TtlEndpoint, number>>;
     /** How old (since it was fetched) a value may be and still be served when the upstream fails. */
     staleMaxAgeSeconds: number;
-    /** How long requests to a batched endpoint (prices) wait for others to share one upstream call; 0 still merges one tick's. */
+    /**
+     * Batched endpoints (prices, symbol and name lookups) share one upstream call among concurrent calls: a batch goes
+     * out on the next turn of the event loop when none of its kind is in flight (a lone call never waits), else once
+     * the one in flight settled and no request has joined it for this long (at most 250 ms after the settle).
+     */
     batchWindowMs: number;
     maxEntries: number;
     /** Directory of the persistent cache file; `null` keeps the cache in memory only. */

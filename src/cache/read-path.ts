@@ -1,9 +1,11 @@
+import { admitSharedWork, asSharedWork, callTimeLeftMs } from '../api/call-scope.js';
 import type { MarketData } from '../api/client.js';
 import { callDeadlinePassed, cancelled } from '../api/errors.js';
+import { serverBusy } from '../api/refusals.js';
 import type { Clock } from '../clock.js';
 import type { CachedEndpoint, Part } from '../endpoints/endpoint.js';
 import type { Logger } from '../logger.js';
-import { BatchWindow, type Started } from './batch.js';
+import { Batches, type Started } from './batch.js';
 import { FailureMemory } from './failure-memory.js';
 import { InFlight } from './in-flight.js';
 import type { AnyEndpoint, EntryKinds } from './kinds.js';
@@ -22,6 +24,7 @@ export interface ReadPathOptions {
     kinds: EntryKinds;
     counters: Counters;
     staleMaxMs: number;
+    /** How long the parts joining a batch gathered behind another must have stopped coming before it goes out (`BatchesOptions.quietMs`). */
     batchWindowMs: number;
     shared: SharedTier | null;
     /** Stores an entry (and queues it for the disk). */
@@ -34,12 +37,16 @@ export interface ReadPathOptions {
 /**
  * The single read path, for every endpoint: fresh entries answer at once, entries in flight are joined (`InFlight`),
  * entries with a remembered failure answer with it (`FailureMemory`), the rest go upstream in one call, or into the
- * endpoint's open batch (`BatchWindow`), through the shared tier when there is one (`SharedFetch`). Failed entries
- * fall back to stale ones where allowed (`StaleIfError`).
+ * endpoint's batches (`Batches`), through the shared tier when there is one (`SharedFetch`). Failed entries fall
+ * back to stale ones where allowed (`StaleIfError`).
+ *
+ * A batch serves several callers, so it runs as nobody's (`asSharedWork`), until the latest of its members'
+ * deadlines: one member's cap, deadline or cancellation fails or aborts that member's wait, never the batch the
+ * others wait on. Each member takes its own caller slot when it joins, as its own upstream request would.
  */
 export class ReadPath {
     private readonly flights = new InFlight();
-    private readonly batches: BatchWindow;
+    private readonly batches: Batches;
     private readonly failures: FailureMemory;
     private readonly stale: StaleIfError;
     private readonly shared: SharedFetch | null;
@@ -48,11 +55,13 @@ export class ReadPath {
         const { clock, logger, store, kinds } = options;
         this.failures = new FailureMemory(clock);
         this.stale = new StaleIfError({ store, clock, logger, staleMaxMs: options.staleMaxMs });
-        this.batches = new BatchWindow({
-            windowMs: Math.max(0, options.batchWindowMs),
+        this.batches = new Batches({
+            clock,
+            quietMs: Math.max(0, options.batchWindowMs),
             newCall: () => this.newCall(),
             register: (key, call) => this.flights.register(key, call),
-            run: (endpoint, started, items) => this.run(endpoint, started, items)
+            run: (endpoint, started, items, deadlineAt) =>
+                asSharedWork(clock, deadlineAt - clock.monotonic(), () => this.run(endpoint, started, items))
         });
         const keep = (key: string, entry: CacheEntry): boolean => options.keep(key, entry);
         this.shared = options.shared === null ? null : new SharedFetch({ tier: options.shared, clock, logger, kinds, store, keep });
@@ -77,7 +86,7 @@ export class ReadPath {
         const calls = new Set<SharedCall>();
         const missing: Array<Part<E>> = [];
         const missingSlots: number[] = [];
-        let remembered = false;
+        let failed = false;
         for (const item of items) {
             const entry = store.get<V>(item.key);
             if (entry !== undefined && now < entry.expiresAt) {
@@ -95,7 +104,7 @@ export class ReadPath {
             const failure = this.failures.recall(item.key, endpoint.name, now);
             if (failure !== undefined) {
                 counters.failuresRemembered++;
-                remembered = true;
+                failed = true;
                 slots.push(Promise.reject(failure));
                 continue;
             }
@@ -104,12 +113,27 @@ export class ReadPath {
             missing.push(item);
             slots.push(null);
         }
-        if (missing.length > 0) {
-            const started = endpoint.batched ? this.batches.enqueue(endpoint, missing) : this.start(endpoint, missing);
+        // Keys are distinct: each missing part's result, whether it goes upstream in this call's own question or in a batch.
+        const results = new Map<string, Promise<CacheEntry>>();
+        const own = missing.filter(item => endpoint.batch(item.part) === null);
+        const shared = missing.filter(item => endpoint.batch(item.part) !== null);
+        if (own.length > 0) {
+            const started = this.start(endpoint, own);
             calls.add(started.call);
-            missingSlots.forEach((slot, i) => (slots[slot] = started.results[i]!.promise as Promise<CacheEntry<V>>));
+            own.forEach((item, i) => results.set(item.key, started.results[i]!.promise));
         }
-        if (calls.size === 0 && !remembered) {
+        if (shared.length > 0 && admitSharedWork()) {
+            const joined = this.batches.enqueue(endpoint, shared, clock.monotonic() + callTimeLeftMs());
+            for (const call of joined.calls) calls.add(call);
+            shared.forEach((item, i) => results.set(item.key, joined.results[i]!.promise));
+        } else if (shared.length > 0) {
+            // Over its cap, this caller waits for nothing: its parts fail alone (stale-if-error may still answer them).
+            failed = true;
+            const busy = Promise.reject(serverBusy('this caller already has as many uncached tool calls under way as it may', 1));
+            for (const item of shared) results.set(item.key, busy);
+        }
+        missingSlots.forEach((slot, i) => (slots[slot] = results.get(missing[i]!.key) as Promise<CacheEntry<V>>));
+        if (calls.size === 0 && !failed) {
             return (slots as Array<CacheEntry<V>>).map(entry => ({ value: entry.value, fetchedAt: entry.fetchedAt, staleAgeMs: null }));
         }
 
@@ -159,17 +183,18 @@ export class ReadPath {
         const call = this.newCall();
         call.cover(keysOf(items));
         const started = { call, results: items.map(item => this.flights.register(item.key, call)) };
-        this.run(endpoint, started, items);
+        void this.run(endpoint, started, items);
         return started;
     }
 
-    private run(endpoint: AnyEndpoint, { call, results }: Started, items: Array<Part<unknown>>): void {
+    /** Runs the upstream call for `items`; settles (never rejects) once its callers have their results. */
+    private run(endpoint: AnyEndpoint, { call, results }: Started, items: Array<Part<unknown>>): Promise<void> {
         const upstream = (asked: Array<Part<unknown>>): Promise<Fetched> => this.fetchUpstream(endpoint, asked, call.signal);
         const pending =
             this.shared === null
                 ? upstream(items)
                 : this.shared.fetch(endpoint, items, this.options.counters.of(endpoint.name), upstream, call.signal);
-        pending.then(
+        return pending.then(
             ({ entries, failure }) => {
                 call.settle();
                 this.flights.forget(call, keysOf(items));

@@ -40,7 +40,7 @@ Environment:
   CRYPTO_INTEL_LOG_LEVEL         error | warn | info | debug (default info; logs go to stderr)
   CRYPTO_INTEL_CACHE_TTLS        per-endpoint TTL overrides in seconds, e.g. price=30,grades=600
   CRYPTO_INTEL_STALE_MAX_AGE_S   oldest cached answer served when the upstream fails (default 86400)
-  CRYPTO_INTEL_BATCH_WINDOW_MS   window for merging price requests into one call (default 5)
+  CRYPTO_INTEL_BATCH_WINDOW_MS   pause (ms) that closes a batch gathered behind one in flight (default 20; a lone call never waits)
   CRYPTO_INTEL_CACHE_MAX_ENTRIES in-memory cache entries (default 10000)
   CRYPTO_INTEL_TIMEOUT_MS        one upstream attempt's timeout (default 10000)
   CRYPTO_INTEL_DEADLINE_MS       a tool call's deadline, all its upstream requests included (default 25000)

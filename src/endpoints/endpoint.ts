@@ -41,11 +41,16 @@ export interface CachedEndpoint<P, Row, E = unknown, V = unknown, N extends stri
     readonly ttl: TtlEndpoint;
     /** What one entry's value must be when it is read back from disk or from the shared tier (never trusted blindly). */
     readonly entry: z.ZodType<V>;
-    /** Questions within the batch window share one upstream call (`MarketServiceOptions.batchWindowMs`). */
-    readonly batched: boolean;
+    /**
+     * The batch a part's missing entry joins, or null: it goes upstream in a call of its own question. Missing parts of
+     * concurrent calls that join one batch share its upstream call (see `Batches`): several callers asking at once pay
+     * once. Parts that cannot share one request (`/tokens` filters of different kinds, which the upstream ANDs) name
+     * different batches.
+     */
+    batch(part: E): string | null;
     /** Checks `params` like `requests` does and lists the entries of the answer, in answer order, with distinct keys. */
     parts(params: P): Array<Part<E>>;
-    /** The question that fetches these parts in one upstream call (parts of several callers when `batched`). */
+    /** The question that fetches these parts in one upstream call (parts of several callers in a batch). */
     ask(parts: readonly E[]): P;
     /**
      * The value of every asked part from that call's rows, "nothing" included (an empty list or `null`, which is

@@ -63,4 +63,29 @@ export function chunk<T>(items: readonly T[], size = MAX_PAGE_SIZE): T[][] {
     return chunks;
 }
 
+/**
+ * A comma-separated filter's longest value, URL-encoded: a merged batch can carry hundreds of names, and a URL of tens
+ * of kilobytes is refused by common proxies and servers (8 KiB is a usual limit for a whole request line).
+ */
+const MAX_FILTER_CHARS = 4_000;
+
+/** Values of a `/tokens` filter as comma lists of at most one page's worth and `MAX_FILTER_CHARS` each: one request per list. */
+export function filterLists(values: readonly string[]): string[][] {
+    const lists: string[][] = [];
+    let chars = 0;
+    for (const value of values) {
+        // Each value costs its encoded length and an encoded comma (3 characters) before it.
+        const cost = encodeURIComponent(value).length + 3;
+        const last = lists.at(-1);
+        if (last === undefined || last.length >= MAX_PAGE_SIZE || chars + cost > MAX_FILTER_CHARS) {
+            lists.push([value]);
+            chars = cost;
+        } else {
+            last.push(value);
+            chars += cost;
+        }
+    }
+    return lists;
+}
+
 export const unique = <T>(values: readonly T[]): T[] => [...new Set(values)];

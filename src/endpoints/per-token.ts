@@ -27,7 +27,7 @@ export function perToken<Row extends { tokenId: number }, N extends string>(
         key,
         ttl,
         entry: entry.nullable(),
-        batched,
+        batch: () => (batched ? 'ids' : null),
         requests({ ids }) {
             checkIds(ids);
             // One page of up to 100 ids per request.

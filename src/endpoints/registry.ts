@@ -28,7 +28,18 @@ import {
 } from '../domain/market.js';
 import type { CachedEndpoint, Endpoint, Part } from './endpoint.js';
 import { perToken, type TokenIds } from './per-token.js';
-import { checkFilterValues, checkIds, chunk, clampDays, lastDays, MAX_PAGE_SIZE, MAX_PAGES, titleCase, unique } from './params.js';
+import {
+    checkFilterValues,
+    checkIds,
+    chunk,
+    clampDays,
+    filterLists,
+    lastDays,
+    MAX_PAGE_SIZE,
+    MAX_PAGES,
+    titleCase,
+    unique
+} from './params.js';
 
 /**
  * The registry: one record per upstream endpoint, the only place that knows its path (through its row schema), its
@@ -59,7 +70,7 @@ export interface MoonshotQuery {
     limit: number;
 }
 
-/** Price requests within the batch window share one upstream call: several tools asking at once pay one credit. */
+/** Price requests of concurrent calls share one upstream call: several tools asking at once pay one credit. */
 export const PRICES = perToken('prices', 'price', PriceRow, PriceSchema, 'price', true);
 export const TM_GRADES = perToken('tmGrades', 'tmgrade', TmGradeRow, TmGradeSchema, 'grades');
 export const FUNDAMENTAL_GRADES = perToken('fundamentalGrades', 'fundamental', FundamentalGradeRow, FundamentalGradeSchema, 'grades');
@@ -76,6 +87,8 @@ function matches(part: TokenPart, row: Token): boolean {
     return row.tokenId === part.value;
 }
 
+const trimmed = (values: readonly string[] | undefined): string[] => (values ?? []).map(value => value.trim());
+
 /** The first row of each token id. */
 const distinctTokens = (rows: readonly Token[]): Token[] => {
     const seen = new Set<number>();
@@ -84,7 +97,11 @@ const distinctTokens = (rows: readonly Token[]): Token[] => {
 
 /**
  * `/tokens`: one entry per symbol, name and id asked (`tokens:symbol:BTC`, `tokens:name:bitcoin`, `tokens:id:3375`),
- * an empty list when the upstream knows nothing of it. All missing elements go upstream in one call.
+ * an empty list when the upstream knows nothing of it. Symbols and names missing from the cache join their kind's
+ * batch, so the lookups of concurrent calls share one comma-separated filter per kind (the upstream ANDs filters of
+ * different kinds, so each kind has its own request). Ids go upstream with their own call: the rows of symbol and
+ * name lookups answer `tokens:id:` entries for free, so an id (usually one taken from an earlier answer) is rarely
+ * asked cold.
  */
 export const TOKENS: CachedEndpoint<TokenQuery, Token, TokenPart, Token[], 'tokens'> = {
     name: 'tokens',
@@ -92,7 +109,7 @@ export const TOKENS: CachedEndpoint<TokenQuery, Token, TokenPart, Token[], 'toke
     key: 'tokens',
     ttl: 'tokens',
     entry: z.array(TokenSchema),
-    batched: false,
+    batch: part => (part.kind === 'id' ? null : part.kind),
     requests(query) {
         const symbols = query.symbols ?? [];
         // The name filter may be case-sensitive upstream (unconfirmed): send each name as typed and title-cased, in one list.
@@ -102,12 +119,15 @@ export const TOKENS: CachedEndpoint<TokenQuery, Token, TokenPart, Token[], 'toke
         checkFilterValues('name', names);
         checkIds(ids);
         return [
-            ...chunk(symbols).map(part => ({ symbol: part.join(',') })),
-            ...chunk(names).map(part => ({ token_name: part.join(',') })),
+            ...filterLists(symbols).map(part => ({ symbol: part.join(',') })),
+            ...filterLists(names).map(part => ({ token_name: part.join(',') })),
             ...chunk(ids).map(part => ({ token_id: part.join(',') }))
         ].map(filter => ({ query: filter, paged: true }));
     },
     parts(query) {
+        // Checked here, before a value can join a batch: a bad one must fail its own call, not the batch's other callers.
+        checkFilterValues('symbol', trimmed(query.symbols));
+        checkFilterValues('name', trimmed(query.names));
         checkIds(query.ids ?? []);
         const parts = new Map<string, Part<TokenPart>>();
         for (const part of [
@@ -161,7 +181,7 @@ export const TRADING_SIGNALS: CachedEndpoint<TokenIdsOverDays, TradingSignal, To
     key: 'signals',
     ttl: 'signals',
     entry: z.array(TradingSignalSchema),
-    batched: false,
+    batch: () => null,
     requests({ ids, days }, now) {
         checkIds(ids);
         const range = lastDays(days, now);
@@ -195,7 +215,7 @@ export const MOONSHOTS: CachedEndpoint<MoonshotQuery, Moonshot, MoonshotType, Mo
     key: 'moonshots',
     ttl: 'moonshots',
     entry: z.array(MoonshotSchema),
-    batched: false,
+    batch: () => null,
     requests({ type, limit }) {
         checkMoonshotType(type);
         return [{ query: { type, limit: Math.max(1, Math.min(MAX_PAGE_SIZE, Math.floor(limit))), page: 1 }, paged: false }];
@@ -217,7 +237,7 @@ export const DAILY_OHLCV: CachedEndpoint<TokenOverDays, DailyOhlcv, TokenOverDay
     key: 'ohlcv',
     ttl: 'ohlcv',
     entry: z.array(DailyOhlcvSchema),
-    batched: false,
+    batch: () => null,
     requests({ id, days }, now) {
         checkIds([id]);
         return [{ query: { token_id: id, ...lastDays(days, now) }, paged: true }];

@@ -82,7 +82,7 @@ describe('coalescing', () => {
 
 describe('price batching', () => {
     it('merges 25 concurrent single-id requests into one upstream call and splits the answer back', async () => {
-        const { service, inner } = harness({ batchWindowMs: 5 });
+        const { service, inner } = harness();
         const ids = Array.from({ length: 25 }, (_, i) => 1000 + i);
         inner.missingPrices.add(1007);
         const results = await Promise.all(ids.map(id => service.get(PRICES, { ids: [id] })));
@@ -109,7 +109,7 @@ describe('price batching', () => {
     });
 
     it('gives every caller of a failed batch the error', async () => {
-        const { service, inner } = harness({ batchWindowMs: 5 });
+        const { service, inner } = harness();
         inner.failure = upstreamUnavailable('HTTP 503');
         const outcomes = await Promise.allSettled([
             service.get(PRICES, { ids: [1] }),
@@ -125,7 +125,7 @@ describe('price batching', () => {
     });
 
     it('rejects a bad id before it can join a batch and fail the other callers', async () => {
-        const { service, inner } = harness({ batchWindowMs: 5 });
+        const { service, inner } = harness();
         const bad = service.get(PRICES, { ids: [-1] });
         const good = service.get(PRICES, { ids: [3375] });
         await expect(bad).rejects.toMatchObject({ code: 'INVALID_INPUT' });
@@ -293,12 +293,13 @@ describe('cancellation', () => {
     });
 
     it('drops a pending batch when its only caller aborts before it fires', async () => {
-        const { service, inner } = harness({ batchWindowMs: 5 });
+        const { service, inner } = harness();
         const controller = new AbortController();
         const call = service.get(PRICES, { ids: [1] }, controller.signal);
         controller.abort();
         await expect(call).rejects.toMatchObject({ code: 'CANCELLED' });
-        await new Promise(resolve => setTimeout(resolve, 10));
+        // The batch would have fired on this turn of the event loop.
+        await new Promise(resolve => setImmediate(resolve));
         expect(inner.count('prices')).toBe(0);
     });
 
@@ -340,15 +341,16 @@ describe('entry granularity', () => {
 
     it('splits a mixed token query by element and reuses the rows for id lookups', async () => {
         const { service, inner } = harness();
-        // Names go upstream as typed (the filter may be case-sensitive), and are keyed case-insensitively.
+        // Names go upstream as typed (the filter may be case-sensitive), and are keyed case-insensitively. One call
+        // per kind, as the client sends one request per kind: ids alone, symbols and names each in their batch.
         const mixed = await service.get(TOKENS, { symbols: ['btc'], names: ['Ethereum'], ids: [3988] });
-        expect(inner.calls[0]!.params).toEqual({ symbols: ['BTC'], names: ['Ethereum'], ids: [3988] });
+        expect(inner.calls.map(call => call.params)).toEqual([{ ids: [3988] }, { symbols: ['BTC'] }, { names: ['Ethereum'] }]);
         expect(mixed.data.map(row => row.tokenId)).toEqual([3375, 3306, 3988]);
         const byName = await service.get(TOKENS, { names: ['ETHEREUM'] });
         const byId = await service.get(TOKENS, { ids: [3375, 3306] });
         expect(byName.data.map(row => row.symbol)).toEqual(['ETH']);
         expect(byId.data.map(row => row.symbol)).toEqual(['BTC', 'ETH']);
-        expect(inner.count('tokens')).toBe(1);
+        expect(inner.count('tokens')).toBe(3);
     });
 
     it('caches each grade source per id, separately, and sends only the missing ids upstream', async () => {

@@ -48,7 +48,7 @@ const SENTIMENT: CachedEndpoint<{ ids: readonly number[] }, Sentiment, number, S
     key: 'sentiment',
     ttl: 'grades',
     entry: Sentiment.nullable(),
-    batched: false,
+    batch: () => null,
     requests: ({ ids }) => [{ query: { token_id: ids.join(',') }, paged: false }],
     parts: ({ ids }) => [...new Set(ids)].map(tokenId => ({ key: `sentiment:${tokenId}`, part: tokenId })),
     ask: ids => ({ ids }),

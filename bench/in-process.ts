@@ -3,7 +3,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { createRuntime } from '../src/app.js';
 import { systemClock } from '../src/clock.js';
-import { loadConfig } from '../src/config.js';
+import { DEFAULT_BATCH_WINDOW_MS, loadConfig } from '../src/config.js';
 import type { Token } from '../src/domain/market.js';
 import { silentLogger } from '../src/logger.js';
 import { Redactor } from '../src/redact.js';
@@ -103,7 +103,7 @@ export interface BatchWindow {
 }
 
 /** What a cold call pays for the batch window when no other call shares its batch: with the window on, then off. */
-export async function batchWindow(fake: FakeUpstream, configuredMs = 5): Promise<BatchWindow> {
+export async function batchWindow(fake: FakeUpstream, configuredMs = DEFAULT_BATCH_WINDOW_MS): Promise<BatchWindow> {
     const latency = fake.latencyMs;
     fake.latencyMs = 0;
     const base = { TOKEN_METRICS_API_KEY: KEY, CRYPTO_INTEL_LOG_LEVEL: 'error' };

@@ -58,6 +58,9 @@ export type CliCommand =
     | { kind: 'help' }
     | { kind: 'version' };
 
+/** How long a follow-up batch waits for stragglers once the one before it has settled (`CRYPTO_INTEL_BATCH_WINDOW_MS`). */
+export const DEFAULT_BATCH_WINDOW_MS = 20;
+
 function parseLogLevel(raw: string | undefined): LogLevel {
     const value = (nonEmpty(raw) ?? 'info').toLowerCase();
     if (!(LOG_LEVELS as readonly string[]).includes(value)) {
@@ -105,7 +108,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[]): Cli
                 intIn('CRYPTO_INTEL_STALE_MAX_AGE_S', 0, 30 * 24 * 3600),
                 env.CRYPTO_INTEL_STALE_MAX_AGE_S ?? 24 * 3600
             ),
-            batchWindowMs: parse(intIn('CRYPTO_INTEL_BATCH_WINDOW_MS', 0, 1000), env.CRYPTO_INTEL_BATCH_WINDOW_MS ?? 20),
+            batchWindowMs: parse(
+                intIn('CRYPTO_INTEL_BATCH_WINDOW_MS', 0, 1000),
+                env.CRYPTO_INTEL_BATCH_WINDOW_MS ?? DEFAULT_BATCH_WINDOW_MS
+            ),
             maxEntries: parse(intIn('CRYPTO_INTEL_CACHE_MAX_ENTRIES', 100, 1_000_000), env.CRYPTO_INTEL_CACHE_MAX_ENTRIES ?? 10_000)
         },
         transport: flags.http ? 'http' : 'stdio',

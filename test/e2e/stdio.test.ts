@@ -103,17 +103,19 @@ describe('the built server when things go wrong', () => {
         const unreachable = await FakeUpstream.start();
         const deadUrl = unreachable.baseUrl;
         await unreachable.close();
-        const session = await startServer({
-            TOKEN_METRICS_API_KEYS: 'tm-e2e-revoked-aaaa,tm-e2e-revoked-bbbb',
-            TOKEN_METRICS_BASE_URL: fake.baseUrl,
-            CRYPTO_INTEL_CACHE_DIR: 'off'
-        });
-        const down = await startServer({
-            TOKEN_METRICS_API_KEY: KEY,
-            TOKEN_METRICS_BASE_URL: deadUrl,
-            CRYPTO_INTEL_CACHE_DIR: 'off',
-            CRYPTO_INTEL_MAX_RETRIES: '1'
-        });
+        const [session, down] = await Promise.all([
+            startServer({
+                TOKEN_METRICS_API_KEYS: 'tm-e2e-revoked-aaaa,tm-e2e-revoked-bbbb',
+                TOKEN_METRICS_BASE_URL: fake.baseUrl,
+                CRYPTO_INTEL_CACHE_DIR: 'off'
+            }),
+            startServer({
+                TOKEN_METRICS_API_KEY: KEY,
+                TOKEN_METRICS_BASE_URL: deadUrl,
+                CRYPTO_INTEL_CACHE_DIR: 'off',
+                CRYPTO_INTEL_MAX_RETRIES: '1'
+            })
+        ]);
         try {
             fake.revoke('tm-e2e-revoked-aaaa');
             fake.revoke('tm-e2e-revoked-bbbb');

@@ -194,7 +194,7 @@ describe('finding 2: a broken stderr pipe', () => {
 describe('finding 8: stdio end of input', () => {
     let fake: FakeUpstream;
     beforeAll(async () => {
-        fake = await FakeUpstream.start({ latencyMs: 300 });
+        fake = await FakeUpstream.start();
     });
     afterAll(async () => {
         await fake.close();
@@ -205,8 +205,13 @@ describe('finding 8: stdio end of input', () => {
         child.send(INIT);
         await child.response(1);
         child.send(INITIALIZED);
+        // The call's first upstream request is held, so stdin has ended while the call is still waiting for it.
+        fake.inject({ fault: { kind: 'hold' }, times: 1 });
         child.send(call(2, 'get_price', { symbols: ['BTC'] }));
         child.proc.stdin.end();
+        // A server that exits at the end of stdin may never make the request: then `response` below says so.
+        await Promise.race([fake.until(() => fake.pending().length === 1), child.exit()]);
+        fake.release();
         const answer = await child.response(2);
         expect((answer.result as { isError?: boolean }).isError).toBeFalsy();
         expect(await child.exit()).toBe(0);

@@ -173,11 +173,13 @@ describe('health, readiness and start-up', () => {
         const closed = await FakeUpstream.start();
         const deadUpstream = closed.baseUrl;
         await closed.close();
-        const lonely = await start({ TOKEN_METRICS_BASE_URL: deadUpstream, CRYPTO_INTEL_REDIS_URL: 'redis://127.0.0.1:1' });
+        const [lonely, degraded] = await Promise.all([
+            start({ TOKEN_METRICS_BASE_URL: deadUpstream, CRYPTO_INTEL_REDIS_URL: 'redis://127.0.0.1:1' }),
+            start({ CRYPTO_INTEL_REDIS_URL: 'redis://127.0.0.1:1' })
+        ]);
         const ready = await fetch(`${lonely.origin}/readyz`);
         expect(ready.status).toBe(503);
         expect(await ready.json()).toMatchObject({ status: 'unavailable', checks: { upstream: 'unreachable', redis: 'unavailable' } });
-        const degraded = await start({ CRYPTO_INTEL_REDIS_URL: 'redis://127.0.0.1:1' });
         expect(await (await fetch(`${degraded.origin}/readyz`)).json()).toMatchObject({
             status: 'degraded',
             checks: { redis: 'unavailable' }

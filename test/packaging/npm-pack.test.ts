@@ -1,6 +1,6 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/version.js';
 import { builtCli, childEnv, explain, npmMissing, ROOT, run } from './support.js';
@@ -77,23 +77,28 @@ describe.skipIf(skip !== null)('npm package', () => {
     }, 300_000);
 
     it('runs through npx from the tarball, as the client configurations in the README do', async () => {
-        // npx installs into <npm cache>/_npx/<hash>: note what is there, and remove what this run adds.
+        // npx installs into <npm cache>/_npx/<hash>. It gets a cache directory of its own in the test's folder, so that
+        // install (and npm's logs) never lands in the user's cache, nor meets another run's; that directory's package
+        // store is a link to the user's, so the dependencies still come from there, as --prefer-offline asks.
         const cache = (await run('npm', ['config', 'get', 'cache'], { cwd: work })).stdout.trim();
-        const npxDir = join(cache, '_npx');
-        const before = new Set(existsSync(npxDir) ? readdirSync(npxDir) : []);
+        expect(isAbsolute(cache), `npm config get cache: ${cache}`).toBe(true);
+        const store = join(cache, '_cacache');
+        const npxCache = join(work, 'npx-cache');
+        const link = join(npxCache, '_cacache');
+        mkdirSync(store, { recursive: true });
+        mkdirSync(npxCache);
+        symlinkSync(store, link, 'junction');
         try {
-            const ran = await run('npx', ['-y', `--package=${tarball}`, 'crypto-intel-mcp', '--version'], {
+            const ran = await run('npx', ['-y', '--prefer-offline', `--package=${tarball}`, 'crypto-intel-mcp', '--version'], {
                 cwd: work,
-                env: childEnv(),
+                env: childEnv({ npm_config_cache: npxCache }),
                 timeoutMs: 240_000
             });
             expect(ran.code, explain('npx --package=<tarball> crypto-intel-mcp --version', ran)).toBe(0);
             expect(ran.stdout.trim().split('\n').at(-1)).toBe(VERSION);
         } finally {
-            if (cache !== '' && existsSync(npxDir)) {
-                for (const entry of readdirSync(npxDir))
-                    if (!before.has(entry)) rmSync(join(npxDir, entry), { recursive: true, force: true });
-            }
+            // The link goes first, on its own: nothing may ever delete through it into the user's package store.
+            unlinkSync(link);
         }
     }, 300_000);
 });

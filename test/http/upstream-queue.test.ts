@@ -195,23 +195,24 @@ describe('the rate and the caller on /mcp', () => {
     });
 });
 
+/** The fake upstream the slot-wait and flood tests share; each test starts from a fresh one on the real clock. */
+let fake: FakeUpstream;
+
+beforeAll(async () => {
+    fake = await FakeUpstream.start();
+});
+
+afterAll(async () => {
+    await fake?.close();
+});
+
+beforeEach(() => {
+    fake.reset();
+    fake.latencyMs = 0;
+    fake.clock = systemClock;
+});
+
 describe('the wait for an upstream slot', () => {
-    let fake: FakeUpstream;
-
-    beforeAll(async () => {
-        fake = await FakeUpstream.start();
-    });
-
-    afterAll(async () => {
-        await fake?.close();
-    });
-
-    beforeEach(() => {
-        fake.reset();
-        fake.latencyMs = 0;
-        fake.clock = systemClock;
-    });
-
     it('times each attempt from when it is sent, not from when it joined the queue', async () => {
         const clock = new FakeClock();
         fake.clock = clock;
@@ -261,22 +262,6 @@ describe('the wait for an upstream slot', () => {
 });
 
 describe('a flood through the whole server (in process)', () => {
-    let fake: FakeUpstream;
-
-    beforeAll(async () => {
-        fake = await FakeUpstream.start();
-    });
-
-    afterAll(async () => {
-        await fake?.close();
-    });
-
-    beforeEach(() => {
-        fake.reset();
-        fake.latencyMs = 0;
-        fake.clock = systemClock;
-    });
-
     it('answers the calls its queue cannot serve in time "busy" at once, and sends nothing upstream for them', async () => {
         // Every request takes 3 s of fake time, one at a time: the limiter's estimates are exact, whatever the machine.
         const clock = new FakeClock();

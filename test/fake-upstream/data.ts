@@ -17,6 +17,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '../../src/clock.js';
 
 export type Row = Record<string, unknown>;
 
@@ -216,8 +217,12 @@ export class FakeWorld {
     private readonly closeCache = new Map<number, number[]>();
     private readonly planCache = new Map<number, SignalPlan>();
 
+    /**
+     * @param now What "today" is for the data served. A server under test on a FakeClock must share it (see
+     * `followClock`), or its date windows and the fake's days drift apart as the real date moves on.
+     */
     constructor(
-        readonly now: () => number = Date.now,
+        public now: () => number = Date.now,
         readonly lagDays: number = FIXTURE_LAG_DAYS
     ) {
         for (const row of fixture('tokens')) this.tokenRows.set(Number(row.TOKEN_ID), row);
@@ -286,6 +291,11 @@ export class FakeWorld {
     /** Whether the token's rows come from the fixtures (the twelve well-known tokens). */
     isFixtureToken(token: FakeToken | number): boolean {
         return this.fixtureIds.has(typeof token === 'number' ? token : token.id);
+    }
+
+    /** Serves data dated by `clock` from now on: the clock of the server under test. */
+    followClock(clock: Pick<Clock, 'now'>): void {
+        this.now = () => clock.now();
     }
 
     /** The newest day the fake has data for: `now() - lagDays`, `YYYY-MM-DD`. */

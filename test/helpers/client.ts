@@ -19,6 +19,7 @@ export function clientFor(
     options: { keys?: string[]; clock?: Clock; logger?: Logger; http?: Partial<HttpOptions> } = {}
 ): TestClient {
     const clock = options.clock ?? new FakeClock();
+    fake.world.followClock(clock);
     const keys = new KeyPool(options.keys ?? ['tm-test-key-0001']);
     const logger = options.logger ?? silentLogger;
     const http = new UpstreamHttp(

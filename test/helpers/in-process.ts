@@ -40,6 +40,7 @@ export async function inProcessServer(
         []
     );
     if (command.kind !== 'run') throw new Error('unexpected CLI command');
+    fake.world.followClock(clock);
     const logs: string[] = [];
     const redactor = new Redactor();
     const logger = new StderrLogger(command.config.logLevel, redactor, line => logs.push(line));

@@ -52,6 +52,7 @@ export async function session(fake: FakeUpstream, options: SessionOptions = {}):
         []
     );
     if (command.kind !== 'run') throw new Error('unexpected CLI command');
+    fake.world.followClock(clock);
     const logs: string[] = [];
     const redactor = new Redactor();
     const logger = new StderrLogger(command.config.logLevel, redactor, line => logs.push(line));

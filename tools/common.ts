@@ -7,8 +7,12 @@ export const TokenRef = publishAs(z.union([z.string().trim().min(1).max(64), z.n
     type: ['string', 'integer']
 }).transform(value => String(value));
 
-/** Seconds of age when a cached answer was served because the upstream failed; else null. */
-const staleAge = z.number().nullable();
+/**
+ * Seconds of age when a cached answer was served because the upstream failed. Absent otherwise: fields that only
+ * say something now and then are left out when they say nothing, since every byte of an answer is context a model
+ * pays for on every turn.
+ */
+const staleAge = z.number().optional();
 
 /** For answers with no date of their own (prices): when they were fetched (ISO 8601 UTC). */
 export const Freshness = {
@@ -32,8 +36,8 @@ const Alternative = z.object({
     token_id: z.number()
 });
 
-/** Other tokens sharing the chosen one's symbol (`symbol, name, token_id`); an id picks one. */
-export const Alternatives = publishAs(z.array(Alternative), LIST_OF_OBJECTS);
+/** Other tokens sharing the chosen one's symbol (`symbol, name, token_id`); an id picks one. Absent when none does. */
+export const Alternatives = publishAs(z.array(Alternative), LIST_OF_OBJECTS).optional();
 
 export const Unresolved = z.object({
     input: z.string(),
@@ -41,10 +45,18 @@ export const Unresolved = z.object({
     suggestions: z.array(z.string())
 });
 
+/** `{ alternatives }` when other tokens share the symbol, else nothing. */
 export const alternativesOf = (tokens: readonly Token[]) =>
-    tokens.map(token => ({ symbol: token.symbol, name: token.name, token_id: token.tokenId }));
+    tokens.length === 0 ? {} : { alternatives: tokens.map(token => ({ symbol: token.symbol, name: token.name, token_id: token.tokenId })) };
 
-export const iso = (ms: number): string => new Date(ms).toISOString();
+/** `{ stale_age_s }` when a stale answer was served, else nothing. */
+export const staleAgeOf = (ages: ReadonlyArray<number | null>): { stale_age_s?: number } => {
+    const known = ages.filter((age): age is number => age !== null);
+    return known.length === 0 ? {} : { stale_age_s: Math.max(...known) };
+};
+
+/** ISO 8601 UTC to the second: the milliseconds of a fetch time tell a reader nothing. */
+export const iso = (ms: number): string => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 /** "UNI is shared: chose Uniswap (id 3386); also Universe Token (id 31007)." */
 export function ambiguityNote(input: string, chosen: Token, alternatives: readonly Token[]): string | null {

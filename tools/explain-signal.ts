@@ -1,7 +1,7 @@
 import * as z from 'zod';
-import { CANDLE_DAYS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
+import { CANDLE_DAYS, CHECK_LABELS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
 import { DAILY_OHLCV, TRADING_SIGNALS } from '../src/endpoints/registry.js';
-import { Alternatives, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { Alternatives, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, staleAgeOf, unresolvedLine } from './common.js';
 import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
 import { datedFreshnessLine } from './format.js';
@@ -31,8 +31,8 @@ export const ExplainSignalOutput = z.object({
     signal: z.enum(['bullish', 'bearish', 'neutral']).nullable(),
     /** Day the trend began (its latest flip). */
     since: z.string().nullable(),
-    /** No flip among the rows: the trend began on or before `since`. */
-    since_is_lower_bound: z.boolean(),
+    /** True when no flip is among the rows: the trend began on or before `since`. Absent otherwise. */
+    since_is_lower_bound: z.literal(true).optional(),
     signal_rows: z.number(),
     trader_grade: z.number().nullable(),
     grade_band: z.string().nullable(),
@@ -81,31 +81,30 @@ export const explainSignal = defineTool({
             peers: peers.map(peer => ({ symbol: peer.symbol, history: signals.data.filter(row => row.tokenId === peer.tokenId) })),
             nowMs: clock.now()
         });
-        const staleAges = [signals.staleAgeS, candles.staleAgeS].filter((age): age is number => age !== null);
         const structured = {
             symbol: token.symbol,
             name: token.name,
             token_id: token.tokenId,
             signal: analysis.signal,
             since: analysis.since,
-            since_is_lower_bound: analysis.sinceIsLowerBound,
+            ...(analysis.sinceIsLowerBound ? { since_is_lower_bound: true as const } : {}),
             signal_rows: analysis.rows,
             trader_grade: analysis.traderGrade,
             grade_band: analysis.gradeBand,
             checks: analysis.checks,
             summary: analysis.summary,
-            alternatives: alternativesOf(alternatives),
+            ...alternativesOf(alternatives),
             data_date: analysis.dataDate,
             fetched_at: iso(Math.min(signals.fetchedAt, candles.fetchedAt)),
-            stale_age_s: staleAges.length > 0 ? Math.max(...staleAges) : null
+            ...staleAgeOf([signals.staleAgeS, candles.staleAgeS])
         };
         const mark = { pass: '+', fail: '-', unknown: '?' } as const;
         const since = analysis.since ? ` since ${analysis.sinceIsLowerBound ? 'at least ' : ''}${analysis.since}` : '';
         const traderGrade =
             analysis.traderGrade === null ? '' : `, trader grade ${analysis.traderGrade.toFixed(1)} (${analysis.gradeBand})`;
         const lines = [
-            `${token.symbol} (${token.name}): ${analysis.signal ?? 'no signal'}${since}${traderGrade}; ${analysis.rows} daily signal row(s)`,
-            ...analysis.checks.map(check => `[${mark[check.status]}] ${check.name}: ${check.evidence}`),
+            `${token.symbol} (${token.name}) ${analysis.signal ?? 'no signal'}${since}${traderGrade}`,
+            ...analysis.checks.map(check => `[${mark[check.status]}] ${CHECK_LABELS[check.name] ?? check.name}: ${check.evidence}`),
             analysis.signal === null ? analysis.summary : analysis.verdict,
             datedFreshnessLine(structured.data_date, structured.fetched_at, structured.stale_age_s)
         ];

@@ -4,7 +4,7 @@ import { isUpstreamError, type UpstreamError } from '../src/api/errors.js';
 import type { Sourced } from '../src/cache/market-service.js';
 import { newestFirst } from '../src/domain/market.js';
 import { FUNDAMENTAL_GRADES, TECHNOLOGY_GRADES, TM_GRADES, TRADING_SIGNALS } from '../src/endpoints/registry.js';
-import { Alternatives, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { Alternatives, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, staleAgeOf, unresolvedLine } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { unresolvedError } from './errors.js';
 import { datedFreshnessLine, grade as gradeText, pct, signedNumber } from './format.js';
@@ -35,9 +35,10 @@ export const GetGradesOutput = z.object({
     investor_grade: grade,
     fundamental_grade: grade,
     fundamental_class: z.string().nullable(),
-    technology_grade: grade,
-    /** Sources not read, and why; their fields are null. */
-    unavailable: z.array(z.string()),
+    /** With `include: ["technology"]` only. */
+    technology_grade: grade.optional(),
+    /** Sources not read, and why; their fields are null. Absent when every source answered. */
+    unavailable: z.array(z.string()).optional(),
     alternatives: Alternatives,
     ...DatedFreshness
 });
@@ -98,7 +99,6 @@ export const getGrades = defineTool({
         const fundamentalRow = fundamental?.data[0] ?? null;
         const technologyRow = technology?.data[0] ?? null;
         const sources = [tm, signals, fundamental, technology].filter((source): source is Sourced<never[]> => source !== null);
-        const staleAges = sources.flatMap(source => (source.staleAgeS === null ? [] : [source.staleAgeS]));
         const traderGrade = latest?.traderGrade ?? null;
 
         const structured = {
@@ -115,14 +115,18 @@ export const getGrades = defineTool({
             investor_grade: latest?.investorGrade ?? null,
             fundamental_grade: fundamentalRow?.fundamentalGrade ?? tmRow?.fundamentalGrade ?? null,
             fundamental_class: fundamentalRow?.fundamentalClass ?? tmRow?.fundamentalClass ?? null,
-            technology_grade: technologyRow?.technologyGrade ?? null,
-            unavailable: unavailable.map(
-                ({ source, error }) => `${source}: ${error.code === 'NOT_IN_PLAN' ? 'not in your plan' : 'not served upstream'}`
-            ),
-            alternatives: alternativesOf(alternatives),
+            ...(extras.has('technology') ? { technology_grade: technologyRow?.technologyGrade ?? null } : {}),
+            ...(unavailable.length > 0
+                ? {
+                      unavailable: unavailable.map(
+                          ({ source, error }) => `${source}: ${error.code === 'NOT_IN_PLAN' ? 'not in your plan' : 'not served upstream'}`
+                      )
+                  }
+                : {}),
+            ...alternativesOf(alternatives),
             data_date: latest?.date?.slice(0, 10) ?? null,
             fetched_at: iso(Math.min(...sources.map(source => source.fetchedAt))),
-            stale_age_s: staleAges.length > 0 ? Math.max(...staleAges) : null
+            ...staleAgeOf(sources.map(source => source.staleAgeS))
         };
         return { structured, text: render(structured, extras, ambiguityNote(input, token, alternatives)) };
     }
@@ -136,18 +140,19 @@ function render(grades: z.output<typeof GetGradesOutput>, extras: ReadonlySet<st
             : `, 24h ${grades.tm_grade_change_24h_pts === null ? 'n/a' : `${signedNumber(grades.tm_grade_change_24h_pts)} pts`} (${pct(grades.tm_grade_change_24h_pct)})`;
     const lines = [
         `${grades.symbol} (${grades.name}, id ${grades.token_id})`,
-        `TM grade ${gradeText(grades.tm_grade)}${label ? ` (${label})` : ''}${change}`,
-        // Their day is the answer's data_date, which the freshness line gives.
-        `Trader grade ${gradeText(grades.trader_grade)}${grades.trader_grade_band ? ` (${grades.trader_grade_band})` : ''} | investor grade ${gradeText(grades.investor_grade)}`
+        `TM grade ${gradeText(grades.tm_grade)}${label ? ` (${label})` : ''}${change}`
     ];
-    const more: string[] = [];
+    // Their day is the answer's data_date, which the freshness line gives.
+    const long = [
+        `Trader grade ${gradeText(grades.trader_grade)}${grades.trader_grade_band ? ` (${grades.trader_grade_band})` : ''}`,
+        `investor ${gradeText(grades.investor_grade)}`
+    ];
     if (grades.fundamental_grade !== null || extras.has('fundamental')) {
-        more.push(`fundamental ${gradeText(grades.fundamental_grade)}${grades.fundamental_class ? ` (${grades.fundamental_class})` : ''}`);
+        long.push(`fundamental ${gradeText(grades.fundamental_grade)}${grades.fundamental_class ? ` (${grades.fundamental_class})` : ''}`);
     }
-    if (extras.has('technology')) more.push(`technology ${gradeText(grades.technology_grade)}`);
-    if (more.length > 0) lines.push(more.join(' | '));
-    lines.push(datedFreshnessLine(grades.data_date, grades.fetched_at, grades.stale_age_s));
-    if (grades.unavailable.length > 0) lines.push(`Unavailable: ${grades.unavailable.join('; ')}.`);
+    if (extras.has('technology')) long.push(`technology ${gradeText(grades.technology_grade ?? null)}`);
+    lines.push(long.join(' | '), datedFreshnessLine(grades.data_date, grades.fetched_at, grades.stale_age_s));
+    if (grades.unavailable) lines.push(`Unavailable: ${grades.unavailable.join('; ')}.`);
     if (note) lines.push(note);
     return lines.join('\n');
 }

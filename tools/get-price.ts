@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { PRICES } from '../src/endpoints/registry.js';
-import { Alternatives, Freshness, TokenRef, Unresolved, alternativesOf, ambiguityNote, iso, unresolvedLine } from './common.js';
+import { Alternatives, Freshness, TokenRef, Unresolved, alternativesOf, ambiguityNote, iso, staleAgeOf, unresolvedLine } from './common.js';
 import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { freshnessLine, table, usd } from './format.js';
 import { LIST_OF_OBJECTS, publishAs } from './published.js';
@@ -64,17 +64,16 @@ export const getPrice = defineTool({
                 token_id: token.tokenId,
                 price_usd: quote.priceUsd,
                 as_of: asOf,
-                alternatives: alternativesOf(alternatives)
+                ...alternativesOf(alternatives)
             });
             const note = ambiguityNote(input, token, alternatives);
             if (note) notes.push(note);
         }
-        const staleAgeS = quotes.staleAgeS;
-        const structured = { prices, unresolved, as_of: asOf, stale_age_s: staleAgeS };
+        const structured = { prices, unresolved, as_of: asOf, ...staleAgeOf([quotes.staleAgeS]) };
         const lines: string[] = [];
         if (prices.length > 0) {
             lines.push(table(prices.map(row => [row.symbol, row.name.slice(0, 24), usd(row.price_usd)])));
-            lines.push(freshnessLine(asOf, staleAgeS));
+            lines.push(freshnessLine(asOf, structured.stale_age_s));
         }
         lines.push(...notes, ...unresolved.map(unresolvedLine));
         return { structured, text: lines.join('\n') };

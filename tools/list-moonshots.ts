@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { MOONSHOTS } from '../src/endpoints/registry.js';
-import { DatedFreshness, iso } from './common.js';
+import { DatedFreshness, iso, staleAgeOf } from './common.js';
 import { READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
 import { publishAs } from './published.js';
 import { age, compactUsd, datedFreshnessLine, gradeColumn, pct, table } from './format.js';
@@ -17,13 +17,14 @@ export const ListMoonshotsInput = z.object({
 const Moonshot = z.object({
     symbol: z.string().nullable(),
     name: z.string().nullable(),
-    /** Usually null: picks carry no id; the symbol names the token for the other tools. */
-    token_id: z.number().nullable(),
+    /** Only when the upstream sends one (picks usually carry no id; the symbol names the token for the other tools). */
+    token_id: z.number().optional(),
     trader_grade: z.number().nullable(),
     market_cap_usd: z.number().nullable(),
     volume_24h_usd: z.number().nullable(),
     moonshot_at: z.string().nullable(),
-    moonshot_end_at: z.string().nullable(),
+    /** Past picks only: when the pick was closed. */
+    moonshot_end_at: z.string().nullable().optional(),
     /** Live for active picks, final for past ones. */
     roi_pct: z.number().nullable()
 });
@@ -56,12 +57,12 @@ export const listMoonshots = defineTool({
         const moonshots = matching.slice(0, limit).map(pick => ({
             symbol: pick.symbol,
             name: pick.name,
-            token_id: pick.tokenId,
+            ...(pick.tokenId === null ? {} : { token_id: pick.tokenId }),
             trader_grade: pick.traderGrade,
-            market_cap_usd: pick.marketCapUsd,
-            volume_24h_usd: pick.volume24hUsd,
-            moonshot_at: pick.moonshotAt,
-            moonshot_end_at: pick.moonshotEndAt,
+            market_cap_usd: dollars(pick.marketCapUsd),
+            volume_24h_usd: dollars(pick.volume24hUsd),
+            moonshot_at: instant(pick.moonshotAt),
+            ...(type === 'past' ? { moonshot_end_at: instant(pick.moonshotEndAt) } : {}),
             roi_pct: pick.roiPct
         }));
         const structured = {
@@ -71,7 +72,7 @@ export const listMoonshots = defineTool({
             total: picks.data.length,
             data_date: newestDay(picks.data.flatMap(pick => [pick.moonshotAt, pick.moonshotEndAt, pick.lastSignalAt])),
             fetched_at: iso(picks.fetchedAt),
-            stale_age_s: picks.staleAgeS
+            ...staleAgeOf([picks.staleAgeS])
         };
         const now = clock.now();
         const ago = (date: string | null) =>
@@ -88,7 +89,7 @@ export const listMoonshots = defineTool({
             pct(pick.roi_pct, 0)
         ]);
         const lines = [
-            `${moonshots.length} of ${matching.length} matching ${type} moonshots (${picks.data.length} total), ${datedFreshnessLine(structured.data_date, structured.fetched_at, structured.stale_age_s)}`
+            `${counted(moonshots.length, matching.length, picks.data.length, type)}, ${datedFreshnessLine(structured.data_date, structured.fetched_at, structured.stale_age_s)}`
         ];
         if (moonshots.length > 0) lines.push(table([header, ...rows]));
         else lines.push('No pick matches these filters; loosen max_market_cap_usd or min_trader_grade.');
@@ -96,6 +97,27 @@ export const listMoonshots = defineTool({
         return { structured, text: lines.join('\n') };
     }
 });
+
+/** "7 past moonshots", "5 of 7 active moonshots match", "10 of 23 matching active moonshots (50 in all)". */
+function counted(shown: number, matched: number, total: number, type: string): string {
+    if (shown < matched) return `${shown} of ${matched} matching ${type} moonshots (${total} in all)`;
+    return matched === total ? `${total} ${type} moonshots` : `${matched} of ${total} ${type} moonshots match`;
+}
+
+/** Whole dollars for market caps and volumes of $1,000 and up: their cents are noise a model pays for. */
+function dollars(value: number | null): number | null {
+    return value === null || Math.abs(value) < 1000 ? value : Math.round(value);
+}
+
+/**
+ * An upstream time with a zone as ISO 8601 UTC to the second. Kept as sent without one: `Date.parse` would read it in
+ * the machine's own zone, and the answer would then depend on where the server runs.
+ */
+function instant(date: string | null): string | null {
+    if (date === null || !/(?:Z|[+-]\d\d:?\d\d)$/i.test(date)) return date;
+    const ms = Date.parse(date);
+    return Number.isNaN(ms) ? date : iso(ms);
+}
 
 /** The newest day among the rows' own dates: picks, closes and last signals. */
 function newestDay(dates: ReadonlyArray<string | null>): string | null {

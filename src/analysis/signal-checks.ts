@@ -12,6 +12,18 @@ export const CANDLE_DAYS = 29;
 
 export type CheckStatus = 'pass' | 'fail' | 'unknown';
 
+/** Short names for the checks in the text a model reads; `checks[].name` keeps the full ones. */
+export const CHECK_LABELS: Readonly<Record<string, string>> = {
+    volume_confirms_price: 'volume',
+    btc_eth_alignment: 'BTC/ETH',
+    flip_timing: 'flip',
+    signal_stability: 'stability',
+    grade_momentum: 'grade trend',
+    narrative_fit: 'narrative'
+};
+
+const label = (check: SignalCheck): string => CHECK_LABELS[check.name] ?? check.name;
+
 export interface SignalCheck {
     name: string;
     status: CheckStatus;
@@ -40,7 +52,7 @@ export interface PeerSignal {
     history: readonly TradingSignal[];
 }
 
-const DISCLAIMER = 'Informational only, not investment advice.';
+const DISCLAIMER = 'Not investment advice.';
 
 export function gradeBand(value: number): string {
     if (value >= 80) return 'high conviction';
@@ -105,9 +117,9 @@ export function currentRun(history: readonly TradingSignal[]): SignalRun {
     };
 }
 
-/** "3 daily rows (2025-04-08 to 2025-04-10)": what a history check actually saw. */
+/** "3 daily rows since 2025-04-08": what a history check actually saw (the newest is the answer's data_date). */
 function coverage(run: Pick<SignalRun, 'rows' | 'newest' | 'oldest'>): string {
-    const span = run.rows > 1 ? ` (${run.oldest} to ${run.newest})` : run.newest ? ` (${run.newest})` : '';
+    const span = run.rows > 1 ? ` since ${run.oldest}` : run.newest ? ` (${run.newest})` : '';
     return `${run.rows} daily row${run.rows === 1 ? '' : 's'}${span}`;
 }
 
@@ -128,13 +140,13 @@ function volumeCheck(signal: SignalDirection, candles: readonly DailyOhlcv[]): S
         return {
             name,
             status: 'unknown',
-            evidence: `Only ${rows.length} daily candle row(s) with a close: not enough to compare the last 7 days' volume with the 7 before.`
+            evidence: `Only ${rows.length} daily candle(s) with a close: too few to compare 7-day volumes.`
         };
     }
     const avg = (list: readonly DailyOhlcv[]) => list.reduce((sum, candle) => sum + candle.volume!, 0) / list.length;
     const priceMove = change(weekAgo.close!, latest.close!);
     const volumeMove = change(avg(prior), avg(recent));
-    const evidence = `7d price ${signed(priceMove)} (${fmt(weekAgo.close!, 6)} on ${day(weekAgo.date!)} -> ${fmt(latest.close!, 6)} on ${day(latest.date!)}); average daily volume ${signed(volumeMove)} vs the 7 days before.`;
+    const evidence = `7d price ${signed(priceMove)} (${fmt(weekAgo.close!, 6)} on ${day(weekAgo.date!)} -> ${fmt(latest.close!, 6)} on ${day(latest.date!)}); avg daily volume ${signed(volumeMove)} vs prior 7d.`;
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
     const priceWithSignal = signal === 'bullish' ? priceMove > 0 : priceMove < 0;
     return { name, status: priceWithSignal && volumeMove > 0 ? 'pass' : 'fail', evidence };
@@ -159,7 +171,7 @@ function timingCheck(signal: SignalDirection, run: SignalRun, candles: readonly 
     const since = run.since;
     if (!since) return { name, status: 'unknown', evidence: 'No signal history.' };
     if (run.lowerBound) {
-        return { name, status: 'unknown', evidence: `No flip in the ${coverage(run)} received: the signal began on or before ${since}.` };
+        return { name, status: 'unknown', evidence: `No flip in ${coverage(run)}: began on or before ${since}.` };
     }
     const age = daysBetween(since, nowMs);
     const atFlip = candles.find(candle => candle.date?.slice(0, 10) === since && candle.close !== null);
@@ -168,10 +180,10 @@ function timingCheck(signal: SignalDirection, run: SignalRun, candles: readonly 
         return {
             name,
             status: 'unknown',
-            evidence: `Flipped ${age} day(s) ago on ${since}; no candle for that day to measure the move since.`
+            evidence: `Flipped ${since} (${age}d ago); no candle that day to measure the move since.`
         };
     const move = change(atFlip.close!, latest.close!);
-    const evidence = `Flipped ${age} day(s) ago on ${since}; price ${signed(move)} since (${fmt(atFlip.close!, 6)} -> ${fmt(latest.close!, 6)} on ${day(latest.date!)}).`;
+    const evidence = `Flipped ${since} (${age}d ago); price ${signed(move)} since (${fmt(atFlip.close!, 6)} -> ${fmt(latest.close!, 6)}).`;
     if (signal === 'neutral') return { name, status: 'unknown', evidence };
     const moveWithSignal = signal === 'bullish' ? move : -move;
     // Early in the move is the useful part of a signal; after a 15% run most of it is usually priced in.
@@ -187,7 +199,7 @@ function stabilityCheck(signal: SignalDirection, run: SignalRun): SignalCheck {
     return {
         name,
         status: run.flips <= 2 ? 'pass' : 'fail',
-        evidence: run.flips > 2 ? `${evidence} Repeated flips mean a choppy, low-conviction trend.` : evidence
+        evidence: run.flips > 2 ? `${evidence} Choppy, low-conviction trend.` : evidence
     };
 }
 
@@ -200,11 +212,11 @@ function momentumCheck(signal: SignalDirection, history: readonly TradingSignal[
         return {
             name,
             status: 'unknown',
-            evidence: `Trader grades in ${rows.length} daily row(s) only: not enough to measure a 7-day change.`
+            evidence: `Trader grades in ${rows.length} daily row(s) only: too few for a 7-day change.`
         };
     }
     const delta = latest.traderGrade! - weekAgo.traderGrade!;
-    const evidence = `Trader grade ${fmt(weekAgo.traderGrade!, 1)} on ${day(weekAgo.date!)} -> ${fmt(latest.traderGrade!, 1)} on ${day(latest.date!)} (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} pts).`;
+    const evidence = `Trader grade ${fmt(weekAgo.traderGrade!, 1)} on ${day(weekAgo.date!)} -> ${fmt(latest.traderGrade!, 1)} (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} pts).`;
     if (signal === 'neutral' || Math.abs(delta) < 1) return { name, status: 'unknown', evidence: `${evidence} Flat or no active call.` };
     return { name, status: (signal === 'bullish' ? delta > 0 : delta < 0) ? 'pass' : 'fail', evidence };
 }
@@ -230,7 +242,7 @@ export function analyseSignal(input: {
             traderGrade: latestGrade,
             gradeBand: band,
             checks: [],
-            summary: `No trading signal rows for ${input.symbol} came back for the last ${SIGNAL_HISTORY_DAYS} days, so there is nothing to explain. ${DISCLAIMER}`,
+            summary: `No trading signal rows for ${input.symbol} in the last ${SIGNAL_HISTORY_DAYS} days: nothing to explain. ${DISCLAIMER}`,
             verdict: DISCLAIMER
         };
     }
@@ -243,7 +255,7 @@ export function analyseSignal(input: {
         {
             name: 'narrative_fit',
             status: 'unknown',
-            evidence: 'Narrative and sector strength are not in the data this server reads: check news and sector peers yourself.'
+            evidence: "Not in this server's data: check news and sector peers."
         }
     ];
     return {
@@ -255,7 +267,7 @@ export function analyseSignal(input: {
         traderGrade: latestGrade,
         gradeBand: band,
         checks,
-        ...summarise(input.symbol, run.signal, run.since, run.lowerBound, latestGrade, band, checks)
+        ...summarise(input.symbol, run.signal, run.since, run.lowerBound, checks)
     };
 }
 
@@ -264,36 +276,31 @@ function summarise(
     signal: SignalDirection,
     since: string | null,
     lowerBound: boolean,
-    traderGrade: number | null,
-    band: string | null,
     checks: readonly SignalCheck[]
 ): { summary: string; verdict: string } {
-    const passed = checks.filter(check => check.status === 'pass');
-    const failed = checks.filter(check => check.status === 'fail');
+    // The headline repeats the answer's own fields so that the summary reads alone; the text's first line has them.
+    const headline = `${symbol} ${signal} since ${lowerBound ? 'at least ' : ''}${since}:`;
     const unknown = checks.filter(check => check.status === 'unknown');
-    const headline = [`${symbol} is ${signal} since ${lowerBound ? 'at least ' : ''}${since}.`];
-    if (traderGrade !== null) headline.push(`Trader grade ${traderGrade.toFixed(1)} (${band}).`);
-    const body: string[] = [];
-    if (signal === 'neutral') {
-        body.push('No active bullish or bearish call.');
-    } else {
-        body.push(
-            `${passed.length} of ${checks.length - unknown.length} checkable confirmations hold${failed.length ? `; against: ${failed.map(check => check.name).join(', ')}` : ''}.`
-        );
-        const market = checks.find(check => check.name === 'btc_eth_alignment');
-        if (signal === 'bearish') {
-            body.push(
-                market?.status === 'pass'
-                    ? 'BTC/ETH are bearish too: this looks like market-wide pressure more than token weakness. Tighten risk.'
-                    : 'BTC/ETH are not bearish: the weakness looks token-specific. Tighten risk.'
-            );
-        } else {
-            body.push('A bullish signal is a prompt to investigate, not a buy order.');
-        }
-    }
     const notChecked = unknown.length > 0 ? [`Not checked: ${unknown.map(check => check.name).join(', ')}.`] : [];
+    if (signal === 'neutral') {
+        return {
+            summary: [headline, 'no active bullish or bearish call.', ...notChecked, DISCLAIMER].join(' '),
+            verdict: `No active bullish or bearish call. ${DISCLAIMER}`
+        };
+    }
+    const passed = checks.filter(check => check.status === 'pass').length;
+    const failed = checks.filter(check => check.status === 'fail');
+    const tally = (name: (check: SignalCheck) => string) =>
+        `${passed} of ${checks.length - unknown.length} checks hold${failed.length ? `; against: ${failed.map(name).join(', ')}` : ''}.`;
+    const market = checks.find(check => check.name === 'btc_eth_alignment');
+    const advice =
+        signal === 'bullish'
+            ? 'A prompt to investigate, not a buy order.'
+            : market?.status === 'pass'
+              ? 'BTC/ETH bearish too: market-wide pressure more than token weakness. Tighten risk.'
+              : 'BTC and ETH not both bearish: the weakness looks token-specific. Tighten risk.';
     return {
-        summary: [...headline, ...body, ...notChecked, DISCLAIMER].join(' '),
-        verdict: [...body, DISCLAIMER].join(' ')
+        summary: [headline, tally(check => check.name), advice, ...notChecked, DISCLAIMER].join(' '),
+        verdict: [tally(label), advice, DISCLAIMER].join(' ')
     };
 }

@@ -77,9 +77,10 @@ describe('the built server reads the upstream as it really is', () => {
             fundamental_grade: num(fundamental.FUNDAMENTAL_GRADE),
             fundamental_class: fundamental.FUNDAMENTAL_GRADE_CLASS,
             technology_grade: num(technology.TECHNOLOGY_GRADE),
-            unavailable: [],
             data_date: servedDay(newest.DATE)
         });
+        // Every source answered: nothing to name as unavailable, so the field is left out.
+        expect(result.structuredContent).not.toHaveProperty('unavailable');
         expect(text(result)).toContain(`data of ${servedDay(newest.DATE)}`);
     });
 
@@ -92,16 +93,20 @@ describe('the built server reads the upstream as it really is', () => {
         ] as const) {
             expect(result.isError).toBeFalsy();
             const rows = (result.structuredContent as { moonshots: Array<Record<string, unknown>> }).moonshots;
+            // As sent, in whole dollars and to the second; no token id (the rows carry none), and an end time for past picks.
+            const dollars = (value: unknown) => Math.round(num(value)!);
+            const second = (time: string) => fake.world.shiftedDate(time).replace('.000Z', 'Z');
             expect(rows).toEqual(
                 fixture(name).map(row => ({
                     symbol: row.TOKEN_SYMBOL,
                     name: row.TOKEN_NAME,
-                    token_id: null,
                     trader_grade: num(row.TM_TRADER_GRADE),
-                    market_cap_usd: num(row.MARKET_CAP),
-                    volume_24h_usd: num(row.VOLUME_24H),
-                    moonshot_at: fake.world.shiftedDate(String(row.MOONSHOT_AT)),
-                    moonshot_end_at: typeof row.MOONSHOT_END_AT === 'string' ? fake.world.shiftedDate(row.MOONSHOT_END_AT) : null,
+                    market_cap_usd: dollars(row.MARKET_CAP),
+                    volume_24h_usd: dollars(row.VOLUME_24H),
+                    moonshot_at: second(String(row.MOONSHOT_AT)),
+                    ...(name === 'moonshot-tokens-past'
+                        ? { moonshot_end_at: typeof row.MOONSHOT_END_AT === 'string' ? second(row.MOONSHOT_END_AT) : null }
+                        : {}),
                     roi_pct: num(row.MOONSHOT_ROI)
                 }))
             );
@@ -120,12 +125,12 @@ describe('the built server reads the upstream as it really is', () => {
             symbol: 'BTC',
             signal: 'bearish',
             since: servedDay(lastFlip(3375).DATE),
-            since_is_lower_bound: false,
             trader_grade: num(newest.TM_TRADER_GRADE),
             signal_rows: expect.any(Number),
             data_date: servedDay(newest.DATE)
         });
-        expect(text(btc)).toMatch(new RegExp(`^BTC \\(Bitcoin\\): bearish since ${servedDay(lastFlip(3375).DATE)}`));
+        expect(btc.structuredContent).not.toHaveProperty('since_is_lower_bound');
+        expect(text(btc)).toMatch(new RegExp(`^BTC \\(Bitcoin\\) bearish since ${servedDay(lastFlip(3375).DATE)}`));
         expect(text(btc)).toContain(`data of ${servedDay(newest.DATE)}`);
 
         const eth = await call('explain_signal', { symbol: 'ETH' });

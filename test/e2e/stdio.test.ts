@@ -76,7 +76,7 @@ describe('the built server over stdio', () => {
         const result = await call('explain_signal', { symbol: 'ETH' });
         expect(result.isError).toBeFalsy();
         expect(result.structuredContent).toMatchObject({ symbol: 'ETH', signal: 'bullish', grade_band: 'high conviction' });
-        expect(text(result)).toMatch(/not investment advice/);
+        expect(text(result)).toMatch(/not investment advice/i);
     });
 
     it('writes nothing but JSON-RPC to stdout', () => {

@@ -69,7 +69,7 @@ class EarlyClock extends FakeClock {
 interface PriceAnswer {
     prices: Array<{ symbol: string; price_usd: number | null }>;
     unresolved: Array<{ input: string }>;
-    stale_age_s: number | null;
+    stale_age_s?: number;
 }
 
 /** An isError result whose text names the cause and says what to do next. */
@@ -252,7 +252,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             expectAnswer('get_price', result);
             const structured = result.structuredContent as unknown as PriceAnswer;
             expect(structured.prices).toEqual([expect.objectContaining({ symbol, price_usd: priceOf(fake, symbol) })]);
-            expect(structured.stale_age_s).toBeNull();
+            expect(structured.stale_age_s).toBeUndefined();
         };
 
     const CASES: FaultCase[] = [
@@ -323,7 +323,8 @@ describe('upstream faults: every call ends in a correct answer or an error that 
             outcome: {
                 answer: result => {
                     expectAnswer('get_grades', result);
-                    expect(result.structuredContent).toMatchObject({ symbol: 'FK6', tm_grade: expect.any(Number), unavailable: [] });
+                    expect(result.structuredContent).toMatchObject({ symbol: 'FK6', tm_grade: expect.any(Number) });
+                    expect(result.structuredContent).not.toHaveProperty('unavailable');
                 }
             },
             bounds: { '/tm-grade': 2, '/trading-signals': 1 },
@@ -465,7 +466,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
     it('serves a stale price, marked with its age, through every transient fault once the TTL has passed', async () => {
         settleFake(fake);
         const fresh = await clockedCall('get_price', { symbols: ['FK20'] });
-        expect((fresh.structuredContent as unknown as PriceAnswer).stale_age_s).toBeNull();
+        expect((fresh.structuredContent as unknown as PriceAnswer).stale_age_s).toBeUndefined();
         // CRYPTO_INTEL_CACHE_TTLS=price=0: the cached price is expired at once but inside the stale window, with no wait.
         const transient: Fault[] = [
             { kind: 'status', status: 503 },
@@ -492,7 +493,7 @@ describe('upstream faults: every call ends in a correct answer or an error that 
         expect((remembered.structuredContent as unknown as PriceAnswer).stale_age_s).toBeGreaterThanOrEqual(0);
         expect(attempts(fake, '/price')).toBe(0);
         const other = await clockedCall('get_price', { symbols: ['FK21'] });
-        expect((other.structuredContent as unknown as PriceAnswer).stale_age_s).toBeNull();
+        expect((other.structuredContent as unknown as PriceAnswer).stale_age_s).toBeUndefined();
     });
 
     for (const scenario of CASES) {

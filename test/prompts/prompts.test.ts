@@ -67,8 +67,8 @@ describe('prompts/get', () => {
         expect(text).toMatch(/^Brief me on SOL \(Solana\) using only the Token Metrics data below/);
         expect(text).toContain(usd(sol.price));
         expect(text).toMatch(/## Grades\nSOL \(Solana, id 3988\)\nTM grade \d/);
-        expect(text).toMatch(/## Signal and its evidence\nSOL \(Solana\): (bullish|bearish|neutral)/);
-        expect(text).toMatch(/\[[+?-]\] volume_confirms_price: /);
+        expect(text).toMatch(/## Signal and its evidence\nSOL \(Solana\) (bullish|bearish|neutral)/);
+        expect(text).toMatch(/\[[+?-]\] volume: /);
         expect(text).toContain('not investment advice');
         const credits = fake.calls.length;
         // The tools now answer from what the prompt paid for.

@@ -1,6 +1,7 @@
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { TOOLS_LIST } from '../../tools/index.js';
+import * as z from 'zod';
+import { TOOLS, TOOLS_LIST } from '../../tools/index.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { inProcessServer, textOf, type InProcessServer } from '../helpers/in-process.js';
 
@@ -86,8 +87,13 @@ describe('published output schemas', () => {
         const structured = result.structuredContent as Record<string, unknown>;
         const check = new AjvJsonSchemaValidator().getValidator(tool.outputSchema!)(structured);
         expect(check.valid, check.valid ? '' : check.errorMessage).toBe(true);
-        // No field the schema does not name, and none it names left out: absent values are null, never missing.
-        expect(Object.keys(structured).sort()).toEqual(Object.keys(tool.outputSchema!.properties ?? {}).sort());
+        // No field the schema does not name, and every field the tool's own schema requires is there (absent values are
+        // null); only the fields documented as conditional (alternatives, stale_age_s...) may be left out.
+        const published = Object.keys(tool.outputSchema!.properties ?? {});
+        const required = z.toJSONSchema(TOOLS.find(entry => entry.name === name)!.outputSchema, { io: 'output' }).required ?? [];
+        expect(published).toEqual(expect.arrayContaining(Object.keys(structured)));
+        expect(Object.keys(structured)).toEqual(expect.arrayContaining(required));
+        expect(required.length).toBeGreaterThanOrEqual(3);
     });
 });
 

@@ -115,12 +115,8 @@ describe('get_grades', () => {
             investor_grade: newest.TM_INVESTOR_GRADE,
             fundamental_grade: num(tm.FUNDAMENTAL_GRADE),
             fundamental_class: tm.FUNDAMENTAL_GRADE_CLASS ?? null,
-            technology_grade: null,
-            unavailable: [],
-            alternatives: [],
             data_date: fake.world.shiftedDate(String(newest.DATE)).slice(0, 10),
-            fetched_at: expect.any(String),
-            stale_age_s: null
+            fetched_at: expect.any(String)
         });
         expect(textOf(result)).toMatch(/^SOL \(Solana, id 3988\)\nTM grade/);
         expect(textOf(result)).toContain(`data of ${fake.world.shiftedDate(String(newest.DATE)).slice(0, 10)}`);
@@ -182,12 +178,11 @@ describe('list_moonshots', () => {
         expect(rows[0]).toEqual({
             symbol: sent[0]!.TOKEN_SYMBOL,
             name: sent[0]!.TOKEN_NAME,
-            token_id: null,
             trader_grade: num(sent[0]!.TM_TRADER_GRADE),
-            market_cap_usd: num(sent[0]!.MARKET_CAP),
-            volume_24h_usd: num(sent[0]!.VOLUME_24H),
-            moonshot_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_AT)),
-            moonshot_end_at: null,
+            // Whole dollars and times to the second: the cents and milliseconds are noise a model would pay for.
+            market_cap_usd: Math.round(num(sent[0]!.MARKET_CAP)!),
+            volume_24h_usd: Math.round(num(sent[0]!.VOLUME_24H)!),
+            moonshot_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_AT)).replace('.000Z', 'Z'),
             roi_pct: num(sent[0]!.MOONSHOT_ROI)
         });
         const longest = sent.map(row => String(row.TOKEN_SYMBOL)).sort((a, b) => b.length - a.length)[0]!;
@@ -202,7 +197,7 @@ describe('list_moonshots', () => {
         const rows = (past.structuredContent as { moonshots: Array<{ moonshot_end_at: string | null; roi_pct: number | null }> }).moonshots;
         expect(rows).toHaveLength(sent.length);
         expect(rows[0]).toMatchObject({
-            moonshot_end_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_END_AT)),
+            moonshot_end_at: fake.world.shiftedDate(String(sent[0]!.MOONSHOT_END_AT)).replace('.000Z', 'Z'),
             roi_pct: num(sent[0]!.MOONSHOT_ROI)
         });
         expect(textOf(past)).toMatch(/ENDED\s+ROI/);
@@ -247,7 +242,7 @@ describe('explain_signal', () => {
             evidence: expect.stringMatching(/\d{4}-\d{2}-\d{2}/)
         });
         expect(structured.checks.find(check => check.name === 'narrative_fit')?.status).toBe('unknown');
-        expect(structured.summary).toMatch(/not investment advice/);
+        expect(structured.summary).toMatch(/not investment advice/i);
         expect(fake.count('/trading-signals')).toBe(1);
         expect(fake.calls.find(call => call.path === '/trading-signals')?.query.token_id).toBe('3306,3375');
         // Every number the explanation needs, in at most 1,200 characters of text for the model.

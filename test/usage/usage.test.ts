@@ -146,7 +146,7 @@ describe('get_usage', () => {
         const server = await start({}, clock);
         fake.revoke(KEY_A);
         clock.advance(60_000);
-        const rejectedAt = new Date(clock.now()).toISOString();
+        const rejectedAt = new Date(clock.now()).toISOString().replace('.000Z', 'Z');
         await server.call('get_price', { symbols: ['BTC'] });
         clock.advance(60_000);
         const usage = await usageOf(server);
@@ -169,7 +169,7 @@ describe('get_usage', () => {
         const usage = await usageOf(server);
         expect(keyRow(usage, KEY_A)).toMatchObject({
             state: 'rate_limited',
-            until: new Date(Date.parse('2026-11-25T12:00:00Z') + 120_000).toISOString()
+            until: new Date(Date.parse('2026-11-25T12:00:00Z') + 120_000).toISOString().replace('.000Z', 'Z')
         });
         expect(keyRow(usage, KEY_B)).toMatchObject({ state: 'serving', not_in_plan: ['/technology-grade'] });
         expect(textOf(await server.call('get_usage', {}))).toContain('Key tm-…7aaa: rate-limited until 2026-11-25 12:02 UTC;');
@@ -325,7 +325,7 @@ describe('get_usage', () => {
             ['tm-…7aaa', 'prod-1', 'serving'],
             ['tm-…0d0d', 'old', 'expired']
         ]);
-        expect(rows[0]!.until).toBe(`${day(2)}T00:00:00.000Z`);
+        expect(rows[0]!.until).toBe(`${day(2)}T00:00:00Z`);
         expect(rows[1]!.expires_at).toMatch(new RegExp(`^${day(4)}T00:00:00`));
         const text = textOf(await server.call('get_usage', {}));
         expect(text).toMatch(/Key tm-…7aaa \(prod-1\): serving; expires in \d day\(s\)/);

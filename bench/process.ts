@@ -29,12 +29,14 @@ export interface RawStartup {
     medianMs: number;
     /** The `tools/list` result as it crossed stdout, in bytes of JSON. */
     toolsListBytes: number;
+    /** The official Token Metrics server's figures from the same run, started in turn with this one's; null if not asked. */
+    official: { medianMs: number; toolsListBytes: number } | null;
 }
 
 /** One start: initialize, wait for its answer, then `notifications/initialized` and `tools/list`, timed to that answer. */
-async function rawStart(variables: Record<string, string>): Promise<{ ms: number; toolsListBytes: number }> {
+async function rawStart(variables: Record<string, string>, cliPath = CLI_PATH): Promise<{ ms: number; toolsListBytes: number }> {
     const started = performance.now();
-    const child = spawn(process.execPath, [CLI_PATH], {
+    const child = spawn(process.execPath, [cliPath], {
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...variables },
         stdio: ['pipe', 'pipe', 'ignore']
     });
@@ -48,7 +50,8 @@ async function rawStart(variables: Record<string, string>): Promise<{ ms: number
         while ((newline = pending.indexOf('\n')) >= 0) {
             const line = pending.slice(0, newline);
             pending = pending.slice(newline + 1);
-            const id = (JSON.parse(line) as { id?: number }).id;
+            // Another server may print other lines on stdout; only JSON-RPC answers end a wait.
+            const id = line.startsWith('{') ? (JSON.parse(line) as { id?: number }).id : undefined;
             if (id !== undefined) answers.get(id)?.(line);
         }
     });
@@ -74,15 +77,31 @@ async function rawStart(variables: Record<string, string>): Promise<{ ms: number
     }
 }
 
-export async function rawStartup(fake: FakeUpstream): Promise<RawStartup> {
-    const samples: number[] = [];
+/**
+ * Median start-up over `STARTS` starts. With `officialCli` (the built official server's `cli.js`), that server is
+ * started in turn with this one, start for start, so both see the same machine: the comparison issue 15 asks for.
+ */
+export async function rawStartup(fake: FakeUpstream, officialCli?: string): Promise<RawStartup> {
+    const ours: number[] = [];
+    const theirs: number[] = [];
     let toolsListBytes = 0;
+    let officialBytes = 0;
     for (let i = 0; i < STARTS; i++) {
         const start = await rawStart(env(fake, 'off'));
-        samples.push(start.ms);
+        ours.push(start.ms);
         toolsListBytes = start.toolsListBytes;
+        if (officialCli) {
+            const official = await rawStart({ TOKEN_METRICS_API_KEY: KEY }, officialCli);
+            theirs.push(official.ms);
+            officialBytes = official.toolsListBytes;
+        }
     }
-    return { starts: STARTS, medianMs: round(median(samples), 1), toolsListBytes };
+    return {
+        starts: STARTS,
+        medianMs: round(median(ours), 1),
+        toolsListBytes,
+        official: officialCli ? { medianMs: round(median(theirs), 1), toolsListBytes: officialBytes } : null
+    };
 }
 
 export interface FirstColdCall {

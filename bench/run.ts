@@ -16,7 +16,7 @@ import { batchWindow, warmResolution } from './in-process.js';
 import { durability, firstColdCall, rawStartup } from './process.js';
 import { SESSION, floors, type Question } from './session.js';
 import { median, percentile, round } from './stats.js';
-import { formatTargets, targetRows } from './targets.js';
+import { OFFICIAL_CLI_VARIABLE, formatTargets, targetRows } from './targets.js';
 
 /**
  * `npm run bench`: a scripted session against the built server over stdio and the local fake upstream,
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
         const firstCall = await firstColdCall(fake);
         const burst = await coldBurst(fake);
         fake.latencyMs = 0;
-        const startup = await rawStartup(fake);
+        const startup = await rawStartup(fake, process.env[OFFICIAL_CLI_VARIABLE] || undefined);
         const crash = await durability(fake, crashDir);
         const resolution = await warmResolution(fake);
         const window = await batchWindow(fake);
@@ -267,7 +267,8 @@ async function main(): Promise<void> {
             `cold call over stdio          median ${summary.coldStdio.medianMs} ms, p95 ${summary.coldStdio.p95Ms} ms`,
             `warm call over stdio          median ${summary.warmStdio.medianMs} ms, p95 ${summary.warmStdio.p95Ms} ms over ${summary.warmStdio.calls} calls, ${summary.warmStdio.upstreamCalls} upstream calls (all server + transport overhead)`,
             `warm call in process          median ${summary.warmInProcess.medianMs} ms, p95 ${summary.warmInProcess.p95Ms} ms (server overhead without stdio)`,
-            `start-up to tools/list        median ${startup.medianMs} ms over ${startup.starts} starts (raw JSON-RPC client)`,
+            `start-up to tools/list        median ${startup.medianMs} ms over ${startup.starts} starts (raw JSON-RPC client)` +
+                (startup.official ? `; the official server ${startup.official.medianMs} ms, started in turn` : ''),
             `tool definitions              ${summary.toolDefinitionsBytes} bytes in tools/list, ${summary.toolDefinitionsModelBytes} of them name, description and input schema (what a model reads)`,
             '',
             formatCacheBench(persistentCache),

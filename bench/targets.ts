@@ -33,6 +33,8 @@ export interface TargetInputs {
 
 /** The issue's own figures for the official server, on its machine: quoted for context, never compared with. */
 const OFFICIAL = { resultBytes: 8_066, startupMs: 178 };
+/** Where the official Token Metrics MCP server's built `cli.js` is, for the start-up comparison (it is not on npm). */
+export const OFFICIAL_CLI_VARIABLE = 'CRYPTO_INTEL_BENCH_OFFICIAL_CLI';
 const TOOLS_LIST_BYTES = 6_000;
 const TEXT_BYTES = 4_000;
 const STARTUP_ADDED_MS = 20;
@@ -73,12 +75,7 @@ export function targetRows(inputs: TargetInputs): TargetRow[] {
             target: `<= ${count(OFFICIAL.resultBytes)}, text <= ${count(TEXT_BYTES)} (the official's 12-question figure; this session asks ${inputs.questions})`,
             met: resultBytes.text + resultBytes.structured <= OFFICIAL.resultBytes && resultBytes.text <= TEXT_BYTES
         },
-        {
-            figure: 'start-up to tools/list answered, raw client',
-            value: `${ms(inputs.startup.medianMs)} (median of ${inputs.startup.starts})`,
-            target: `<= the official server's in the same run: not measured here (the issue saw ${OFFICIAL.startupMs} ms on its machine)`,
-            met: null
-        },
+        startupRow(inputs.startup),
         {
             figure: 'start-up with 10k / 50k cached entries',
             value: cache.sizes.map(size => signedMs(size.snapshotStartupAddedMs)).join(' / '),
@@ -114,6 +111,27 @@ export function targetRows(inputs: TargetInputs): TargetRow[] {
             met: windowPaid <= WINDOW_PAID_MS && firstExtra <= NOISE_MS
         }
     ];
+}
+
+function startupRow(startup: RawStartup): TargetRow {
+    const figure = 'start-up to tools/list answered, raw client';
+    const value = `${ms(startup.medianMs)} (median of ${startup.starts})`;
+    if (startup.official === null) {
+        return {
+            figure,
+            value,
+            target:
+                `<= the official server's in the same run: not measured (set ${OFFICIAL_CLI_VARIABLE} to its built cli.js; ` +
+                `the issue saw ${OFFICIAL.startupMs} ms on its machine)`,
+            met: null
+        };
+    }
+    return {
+        figure,
+        value,
+        target: `<= the official server's in the same run: ${ms(startup.official.medianMs)} (median of ${startup.starts}, started in turn with this one)`,
+        met: startup.medianMs <= startup.official.medianMs
+    };
 }
 
 /** Two lines per figure: its status and value, then its target. */

@@ -48,9 +48,8 @@ export class CallerGates {
      */
     letIn(caller: string, calls: number): (() => void) | undefined {
         if (this.cap <= 0 || calls === 0) return () => {};
-        const inside = this.inside.get(caller) ?? 0;
-        if (this.full(caller) || inside >= this.cap * CALLS_INSIDE_PER_SLOT) return undefined;
-        this.inside.set(caller, inside + calls);
+        if (this.atDoor(caller)) return undefined;
+        this.inside.set(caller, (this.inside.get(caller) ?? 0) + calls);
         let out = false;
         return () => {
             if (out) return;
@@ -59,6 +58,11 @@ export class CallerGates {
             if (left <= 0) this.inside.delete(caller);
             else this.inside.set(caller, left);
         };
+    }
+
+    /** Whether `letIn` would refuse a tool call of `caller` now (never, without a cap). */
+    atDoor(caller: string): boolean {
+        return this.cap > 0 && (this.full(caller) || (this.inside.get(caller) ?? 0) >= this.cap * CALLS_INSIDE_PER_SLOT);
     }
 
     /** Uncached calls under way for `caller`. */

@@ -10,6 +10,7 @@ import { createServer } from '../server.js';
 import { VERSION } from '../version.js';
 import { bearerToken, TokenVerifier } from './auth.js';
 import { readBody } from './body.js';
+import { Backlog } from './backlog.js';
 import { busyReplies, CallerGates } from './fairness.js';
 import { HostGuard } from './origin.js';
 import { RateLimiter } from './rate-limit.js';
@@ -38,8 +39,16 @@ export interface RunningHttpServer {
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
     if (res.headersSent) return void res.end();
-    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
-    res.end(JSON.stringify(body));
+    const text = JSON.stringify(body);
+    // With its length the reply goes out as one write; without, writeHead commits to chunked encoding (several buffers
+    // and a last chunk the client must parse too), a cost a flood's every refusal pays on both sides.
+    res.writeHead(status, {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+        'content-length': String(Buffer.byteLength(text)),
+        ...headers
+    });
+    res.end(text);
 }
 
 /** Refusals on /mcp use the JSON-RPC error shape the SDK's own transport answers with, so clients show the message. */
@@ -78,7 +87,8 @@ export function countToolCalls(message: unknown): number {
  * rather than SSE streams: the tools send no progress, and JSON passes every reverse proxy unbuffered.
  * Access control runs before the body is read: Host/Origin (403), failed bearer attempts per address (429), bearer
  * token (401), rate (429), size (413). The rate counts tool calls, so it is spent once the body is parsed: a batch of
- * 100 `tools/call` costs 100 (any other request costs 1). Inside, each caller's uncached calls are capped (`busy`).
+ * 100 `tools/call` costs 100 (any other request costs 1). Inside, each caller's uncached calls are capped (`busy`), and a
+ * caller at its cap waits its turn (backlog.ts) before its body is even read, behind everyone else's work.
  * Why node:http and not the SDK's `createMcpExpressApp` with express-rate-limit: express-rate-limit counts requests
  * and decides before the body is read, so it cannot charge a batch per tool call; the SDK's host validation has no
  * Origin check and no `*`; and Express's routing and body parser cost a flood's every refusal: on loopback with 32
@@ -92,6 +102,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     const limiter = new RateLimiter(http.ratePerMin, clock);
     const authFailures = new RateLimiter(http.authFailuresPerMin, clock);
     const gates = new CallerGates(http.maxConcurrentCalls, logger);
+    const backlog = new Backlog();
     // Only reachable with CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1 (config refuses such a file otherwise): say so once.
     if (http.tokensFileMode !== null && (http.tokensFileMode & 0o077) !== 0 && process.platform !== 'win32') {
         logger.warn('HTTP tokens file is readable by other users; using it because CRYPTO_INTEL_ALLOW_SHARED_TOKENS_FILE=1', {
@@ -165,6 +176,13 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
             limiter.take(caller);
             // Stateless: no session to resume, no server-initiated stream to open (GET) or end (DELETE).
             return refuse(res, 405, 'Method not allowed: this server is stateless; send JSON-RPC messages with POST', { allow: 'POST' });
+        }
+        // A caller at its cap goes to the back: its request is read, and most likely refused, on a later turn of the
+        // event loop, so what everyone else has ready (requests, upstream answers) is handled before a flood's refusals.
+        if (gates.atDoor(caller)) {
+            await backlog.turn();
+            // Gone while it waited: nothing to answer, nothing to count.
+            if (req.destroyed) return;
         }
         const body = await readBody(req, MAX_BODY_BYTES);
         if (!body.ok) {

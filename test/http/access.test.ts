@@ -77,6 +77,14 @@ describe('access control on /mcp', () => {
         expect(fake.count()).toBe(1);
     });
 
+    it('sends its own answers with their length, not chunked: a flood of refusals costs one write each', async () => {
+        const refused = await post(server, mcpHeaders());
+        const body = await refused.text();
+        expect(refused.headers.get('transfer-encoding')).toBeNull();
+        expect(refused.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
+        expect(JSON.parse(body)).toMatchObject({ jsonrpc: '2.0', id: null });
+    });
+
     it('lists and calls all four tools with the SDK client and the right token', async () => {
         const client = await server.client(TOKEN);
         try {

@@ -108,6 +108,7 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         logger
     });
     let closing: Promise<void> | undefined;
+    let warming: Promise<void> | undefined;
     return {
         deps: {
             market,
@@ -118,7 +119,8 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
             callDeadlineMs: config.upstream.deadlineMs,
             usage,
             symbols,
-            warmUp: () => void http.warm()
+            // Without a usable key no request will go out: nothing to ready, and no reason to contact the upstream.
+            warmUp: () => (warming ??= keys.describe().usable > 0 ? http.warm() : Promise.resolve())
         },
         keys,
         market,

@@ -10,7 +10,6 @@ import {
     type ServerRequest
 } from '@modelcontextprotocol/sdk/types.js';
 import { NO_PROGRESS, TOOLS, TOOLS_LIST, type Progress, type ToolDefinition, type ToolDeps } from '../tools/index.js';
-import { warmFormatters } from '../tools/format.js';
 import { isUpstreamError, upstreamTimeout } from './api/errors.js';
 import { inToolCall } from './api/call-scope.js';
 import { refusalOf } from './api/refusals.js';
@@ -28,8 +27,12 @@ export interface ServerDeps extends ToolDeps {
     callDeadlineMs: number;
     /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
     symbols?: SymbolCompleter;
-    /** Readies what the first tool call needs (the upstream client) while the model reads the tool list; never throws. */
-    warmUp?: () => void;
+    /**
+     * Readies what the first tool call needs (undici, its Agent, a connection to the upstream), once per process, in
+     * steps of a few milliseconds: started when the tool list has been answered, it runs while the client reads the
+     * list. Sends no request (no credit); never rejects.
+     */
+    warmUp?: () => Promise<void>;
 }
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -114,11 +117,9 @@ export function createServer(deps: ServerDeps): McpServer {
     // The SDK would convert every zod schema to JSON Schema again for each listing; this answer is built once, lean.
     // Calls are still checked against the zod schemas the tools registered.
     server.server.setRequestHandler(ListToolsRequestSchema, () => {
-        // After the answer is written (setImmediate), so that the list a client waits for at start-up waits for nothing.
-        setImmediate(() => {
-            deps.warmUp?.();
-            warmFormatters();
-        });
+        // After the answer is written (setImmediate): the list a client waits for at start-up waits for nothing. Started
+        // at the handshake instead, the warm-up's steps delayed initialize or tools/list by one step (start-up ~10 ms slower).
+        setImmediate(() => void deps.warmUp?.());
         return TOOLS_LIST;
     });
     registerPrompts(server, deps);

@@ -1,21 +1,11 @@
 /** Number and date rendering for the compact text a model reads: short, unambiguous, no false precision. */
-
-/**
- * Made once: `toLocaleString` with options builds a new formatter on every call (about a millisecond each, and over
- * ten for the first, which loads ICU's data); `warmFormatters` pays that first one before any call does.
- */
-let cents: Intl.NumberFormat | undefined;
-
-export function warmFormatters(): void {
-    usd(1);
-}
+import { decimal } from '../src/decimal.js';
 
 export function usd(value: number | null): string {
     if (value === null) return 'n/a';
     if (value === 0) return '$0';
     const abs = Math.abs(value);
-    if (abs >= 1)
-        return `$${(cents ??= new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })).format(value)}`;
+    if (abs >= 1) return `$${decimal(value, 2)}`;
     return `$${value.toPrecision(4).replace(/0+$/, '').replace(/\.$/, '')}`;
 }
 

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { decimal } from '../src/decimal.js';
 import type { KeyUsage, UsageReport } from '../src/usage/tracker.js';
 import { iso } from './common.js';
 import { defineTool } from './define.js';
@@ -57,7 +58,7 @@ export const GetUsageOutput = z.object({
     as_of: z.string()
 });
 
-const count = (value: number): string => value.toLocaleString('en-US');
+const count = (value: number): string => decimal(value, 0);
 const credits = (value: number): string => `${count(value)} credit${value === 1 ? '' : 's'}`;
 
 const STATE_TEXT: Record<KeyUsage['state'], (key: KeyUsage) => string> = {

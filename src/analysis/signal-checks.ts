@@ -1,3 +1,4 @@
+import { decimal } from '../decimal.js';
 import { directionOf, type DailyOhlcv, type SignalDirection, type TradingSignal } from '../domain/market.js';
 
 /**
@@ -61,13 +62,7 @@ export function gradeBand(value: number): string {
     return 'deteriorating';
 }
 
-/** One formatter per precision, made once: `toLocaleString` with options would build one per number. */
-const formatters = new Map<number, Intl.NumberFormat>();
-const fmt = (value: number, digits = 2): string => {
-    const formatter = formatters.get(digits) ?? new Intl.NumberFormat('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
-    formatters.set(digits, formatter);
-    return formatter.format(value);
-};
+const fmt = (value: number, digits = 2): string => decimal(value, digits, 0);
 const signed = (value: number) => `${value > 0 ? '+' : ''}${value.toFixed(1)}%`;
 const change = (from: number, to: number) => ((to - from) / Math.abs(from)) * 100;
 

@@ -99,9 +99,16 @@ export class UpstreamHttp {
         this.judge = new AnswerJudge(keys, this.retry, logger);
     }
 
-    /** Readies the HTTP client (loads undici, makes the Agent) ahead of the first request; never rejects. */
+    /**
+     * Readies the HTTP client ahead of the first request: loads undici, makes the Agent and opens a connection to the
+     * upstream, sending nothing on it (no credit). Never rejects: what fails here, the first request meets and reports.
+     */
     warm(): Promise<void> {
-        return this.transport.warm();
+        return this.transport.warm(this.base).catch((error: unknown) =>
+            this.logger.debug('could not open a connection to the upstream ahead of the first request', {
+                error: error instanceof Error ? error.message : String(error)
+            })
+        );
     }
 
     /** The URL of a request, query encoded by URLSearchParams; never carries a key. */

@@ -1,4 +1,6 @@
-import type { Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import type { Agent, buildConnector, Dispatcher } from 'undici';
 import { DEFAULT_MAX_BODY_BYTES, readCapped } from './body.js';
 
 /** One upstream answer as it came: status, headers and the body as text. */
@@ -16,18 +18,80 @@ export interface TransportOptions {
     dispatcher?: Dispatcher;
 }
 
+/** What the transport takes from undici. */
+interface Undici {
+    Agent: typeof Agent;
+    buildConnector: typeof buildConnector;
+    request: (dispatcher: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+}
+
+/** undici's `lib/api/api-request.js`: `Dispatcher.prototype.request` once its index has installed it. */
+type ApiRequest = (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+
+const require = createRequire(import.meta.url);
+const nextTurn = (): Promise<void> => new Promise(resolve => setImmediate(resolve));
+
 /**
- * undici is loaded once the tool list has been answered (`warm`), or by the first upstream request, not at start-up:
- * an MCP client waits for the server's tool list before anything else, and undici's load time (~60 ms) would add
- * to that wait for nothing.
+ * The modules behind undici's Agent, its request API and its connector, dependencies first. undici's index also loads
+ * fetch, WebSocket, the mocks and the caches: about three times the load time (~80 ms against ~25 ms on the reference
+ * machine), in the way of the first call. One module per turn of the event loop, so that a message arriving meanwhile
+ * (the client's `tools/list`) waits for one module's load at most.
  */
-let undici: Promise<typeof import('undici')> | undefined;
-const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
+const UNDICI_MODULES = [
+    'undici/lib/core/util.js',
+    'undici/lib/dispatcher/client-h1.js',
+    'undici/lib/dispatcher/client-h2.js',
+    'undici/lib/dispatcher/agent.js',
+    'undici/lib/api/api-request.js',
+    'undici/lib/core/connect.js'
+] as const;
+
+/** undici's modules one by one; another layout (a later undici moved them) falls back to its index. */
+async function load(): Promise<Undici> {
+    try {
+        const modules: unknown[] = [];
+        for (const path of UNDICI_MODULES) {
+            await nextTurn();
+            modules.push(require(path));
+        }
+        const [, , , AgentClass, request, connector] = modules;
+        if (typeof AgentClass === 'function' && typeof request === 'function' && typeof connector === 'function') {
+            return {
+                Agent: AgentClass as typeof Agent,
+                buildConnector: connector as typeof buildConnector,
+                request: (dispatcher, options) => (request as ApiRequest).call(dispatcher, options)
+            };
+        }
+    } catch {
+        // Not where this version keeps them: the index has everything.
+    }
+    const undici = await import('undici');
+    return { Agent: undici.Agent, buildConnector: undici.buildConnector, request: (dispatcher, options) => dispatcher.request(options) };
+}
+
+/**
+ * undici is loaded by `warm` (while the client and the server shake hands) or by the first upstream request, not at
+ * start-up: an MCP client waits for the server's tool list before anything else, and undici's load would add to that
+ * wait for nothing.
+ */
+let undici: Promise<Undici> | undefined;
+const loadUndici = (): Promise<Undici> => (undici ??= load());
+
+/** A connection `warm` opened for the first request to take; `socket` is null when it could not be opened. */
+interface Spare {
+    origin: string;
+    socket: Promise<Socket | null>;
+}
+
+const isOpen = (socket: Socket): boolean => !socket.destroyed && socket.readyState === 'open';
 
 /** The wire to the Token Metrics API: one keep-alive Agent for every request, and each answer's body read under the cap. */
 export class UpstreamTransport {
     private dispatcher: Promise<Dispatcher> | undefined;
     private readonly ownsDispatcher: boolean;
+    private connector: buildConnector.connector | undefined;
+    private spare: Spare | undefined;
+    private closed = false;
 
     constructor(private readonly options: TransportOptions) {
         this.ownsDispatcher = !options.dispatcher;
@@ -37,11 +101,12 @@ export class UpstreamTransport {
     /** One request, inside the upstream slot the caller holds; `signal` carries the attempt's timeout and the caller's abort. */
     async send(url: URL, key: string, signal: AbortSignal): Promise<RawResponse> {
         const [{ request }, dispatcher] = await Promise.all([loadUndici(), this.agent()]);
-        const response = await request(url, {
+        const response = await request(dispatcher, {
+            origin: url.origin,
+            path: `${url.pathname}${url.search}`,
             method: 'GET',
             headers: { 'x-api-key': key, accept: 'application/json', 'user-agent': 'crypto-intel-mcp' },
-            signal,
-            dispatcher
+            signal
         });
         const text = await readCapped(
             response.body,
@@ -52,27 +117,91 @@ export class UpstreamTransport {
         return { status: response.statusCode, headers: response.headers, text };
     }
 
-    /** Loads undici and makes the Agent now, so that the first request does not pay for them; never rejects. */
-    async warm(): Promise<void> {
-        await this.agent().catch(() => undefined);
+    /**
+     * Loads undici, makes the Agent and opens a connection to `origin` (TCP, and TLS for https) that the first request
+     * takes, so that none of it is in the first call's way. No request goes out: nothing is spent. Rejects when the
+     * connection could not be opened; the first request then opens its own and reports what fails.
+     */
+    async warm(origin: URL): Promise<void> {
+        await this.agent();
+        if (!this.ownsDispatcher || this.closed || this.spare || !this.connector) return;
+        const connector = this.connector;
+        const socket = new Promise<Socket>((resolve, reject) =>
+            connector(
+                {
+                    // undici passes IPv6 hosts without their brackets.
+                    hostname: origin.hostname.replace(/^\[(.*)\]$/, '$1'),
+                    host: origin.host,
+                    protocol: origin.protocol,
+                    port: origin.port
+                },
+                (error, connected) => (error ? reject(error) : resolve(connected))
+            )
+        );
+        const spare: Spare = { origin: origin.origin, socket: socket.then(parked => this.park(spare, parked)).catch(() => null) };
+        this.spare = spare;
+        await socket;
     }
 
     async close(): Promise<void> {
+        this.closed = true;
+        const spare = this.spare;
+        this.spare = undefined;
+        (await spare?.socket)?.destroy();
         if (this.ownsDispatcher && this.dispatcher) await (await this.dispatcher).close();
     }
 
-    /** One keep-alive Agent per transport, made on first use. */
+    /** One keep-alive Agent per transport, made on first use; its connections come from `connect`. */
     private agent(): Promise<Dispatcher> {
-        this.dispatcher ??= loadUndici().then(
-            ({ Agent }) =>
-                new Agent({
-                    connectTimeout: Math.min(5_000, this.options.attemptTimeoutMs),
-                    headersTimeout: this.options.attemptTimeoutMs,
-                    bodyTimeout: this.options.attemptTimeoutMs,
-                    keepAliveTimeout: 30_000,
-                    connections: this.options.concurrency * 2
-                })
-        );
+        this.dispatcher ??= loadUndici().then(({ Agent, buildConnector }) => {
+            const connector = buildConnector({ timeout: Math.min(5_000, this.options.attemptTimeoutMs) });
+            this.connector = connector;
+            return new Agent({
+                connect: (options, callback) => this.connect(connector, options, callback),
+                headersTimeout: this.options.attemptTimeoutMs,
+                bodyTimeout: this.options.attemptTimeoutMs,
+                keepAliveTimeout: KEEP_ALIVE_MS,
+                connections: this.options.concurrency * 2
+            });
+        });
         return this.dispatcher;
     }
+
+    /** The connection undici asks for: the spare one when it goes where this one does and is still open, a new one otherwise. */
+    private connect(connector: buildConnector.connector, options: buildConnector.Options, callback: buildConnector.Callback): void {
+        const spare = this.spare;
+        if (spare === undefined || spare.origin !== `${options.protocol}//${options.host}`) return connector(options, callback);
+        this.spare = undefined;
+        void spare.socket
+            .then(socket => {
+                if (socket !== null && isOpen(socket)) {
+                    // Parked unreferenced (it must not keep the process alive); undici references it while it serves.
+                    socket.ref();
+                    return callback(null, socket);
+                }
+                socket?.destroy();
+                connector(options, callback);
+            })
+            .catch((error: Error) => callback(error, null));
+    }
+
+    /** Holds a spare connection until a request takes it, or for as long as undici keeps an idle one. */
+    private park(spare: Spare, socket: Socket): Socket | null {
+        if (this.closed) {
+            socket.destroy();
+            return null;
+        }
+        // A request took it while it was connecting: it is that request's.
+        if (this.spare !== spare) return socket;
+        socket.unref();
+        setTimeout(() => {
+            if (this.spare !== spare) return;
+            this.spare = undefined;
+            socket.destroy();
+        }, KEEP_ALIVE_MS).unref();
+        return socket;
+    }
 }
+
+/** How long an idle connection is kept, a spare one included. */
+const KEEP_ALIVE_MS = 30_000;

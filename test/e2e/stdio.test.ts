@@ -36,8 +36,10 @@ afterAll(async () => {
 beforeEach(() => fake.reset());
 
 describe('the built server over stdio', () => {
-    it('lists the five tools with schemas and read-only annotations', async () => {
+    it('lists the five tools with schemas and read-only annotations, then opens a connection to the upstream and sends nothing on it', async () => {
         const { tools } = await client.listTools();
+        await fake.until(() => fake.connections() === 1);
+        expect(fake.count()).toBe(0);
         expect(tools.map(tool => tool.name)).toEqual(['get_price', 'get_grades', 'list_moonshots', 'explain_signal', 'get_usage']);
         for (const tool of tools) {
             expect(tool.outputSchema?.type).toBe('object');

@@ -157,7 +157,11 @@ export class FakeUpstream {
         const fake = new FakeUpstream(server, options);
         server.on('connection', socket => {
             fake.sockets.add(socket);
-            socket.on('close', () => fake.sockets.delete(socket));
+            fake.changed();
+            socket.on('close', () => {
+                fake.sockets.delete(socket);
+                fake.changed();
+            });
         });
         await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
         return fake;
@@ -175,6 +179,16 @@ export class FakeUpstream {
     /** Calls to a path (all paths when absent). */
     count(path?: string): number {
         return path ? this.calls.filter(call => call.path === path).length : this.calls.length;
+    }
+
+    /** Connections open now, whether or not a request came on them (`until` is told when one opens or closes). */
+    connections(): number {
+        return this.sockets.size;
+    }
+
+    /** Closes every connection open now, as an upstream does with idle ones. */
+    dropConnections(): void {
+        for (const socket of this.sockets) socket.destroy();
     }
 
     /** Calls as `'/price tm-…1111 -> 200'` lines, for asserting exact sequences. */
@@ -247,7 +261,7 @@ export class FakeUpstream {
     }
 
     async close(): Promise<void> {
-        for (const socket of this.sockets) socket.destroy();
+        this.dropConnections();
         await new Promise<void>(resolve => this.server.close(() => resolve()));
     }
 

@@ -1,45 +1,95 @@
+import { createServer as createNetServer } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer } from '../../src/server.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
-import { inProcessServer, type InProcessServer } from '../helpers/in-process.js';
+import { inProcessServer } from '../helpers/in-process.js';
 
-describe('warming the upstream client', () => {
+const levels = (logs: string[]): string[] => logs.map(line => (JSON.parse(line) as { level: string }).level);
+
+/** A port nothing listens on: bound, then released. */
+async function closedPort(): Promise<number> {
+    const server = createNetServer();
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>(resolve => server.close(() => resolve()));
+    return port;
+}
+
+describe('the warm-up', () => {
     let fake: FakeUpstream;
-    let base: InProcessServer;
 
     beforeAll(async () => {
         fake = await FakeUpstream.start();
-        base = await inProcessServer(fake);
     });
     afterAll(async () => {
-        await base?.close();
         await fake?.close();
     });
 
-    it('readies the client once the tool list is answered, not before, and sends nothing upstream', async () => {
-        const warmUp = vi.fn();
+    it('starts once the tool list is answered, not before', async () => {
+        const base = await inProcessServer(fake);
+        const warmUp = vi.fn(() => Promise.resolve());
         const server = createServer({ ...base.runtime.deps, warmUp });
         const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
         const client = new Client({ name: 'warm-up-test', version: '1.0.0' });
         await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
         try {
             expect(warmUp).not.toHaveBeenCalled();
-            const calls = fake.count();
             await client.listTools();
             await vi.waitFor(() => expect(warmUp).toHaveBeenCalledTimes(1));
-            expect(fake.count()).toBe(calls);
         } finally {
             await client.close();
+            await server.close();
+            await base.close();
+        }
+    });
+
+    it('runs once, opens one connection to the upstream, sends nothing and logs nothing; the first call takes the connection', async () => {
+        const server = await inProcessServer(fake);
+        try {
+            const logged = server.logs.length;
+            const warmUp = server.runtime.deps.warmUp!;
+            await Promise.all([warmUp(), warmUp()]);
+            await warmUp();
+            await fake.until(() => fake.connections() === 1);
+            expect(fake.count()).toBe(0);
+            expect(server.logs.slice(logged)).toEqual([]);
+
+            const result = await server.call('get_price', { symbols: ['BTC'] });
+            expect(result.isError).toBeFalsy();
+            expect(fake.log()).toEqual(['/tokens tm-…9f2c -> 200', '/price tm-…9f2c -> 200']);
+            expect(fake.connections()).toBe(1);
+        } finally {
             await server.close();
         }
     });
 
-    it('is wired to the runtime: a warmed server answers its first call as before', async () => {
-        expect(base.runtime.deps.warmUp).toBeTypeOf('function');
-        base.runtime.deps.warmUp!();
-        const result = await base.call('get_price', { symbols: ['BTC'] });
-        expect(result.isError).toBeFalsy();
+    it('is harmless when the upstream cannot be reached: it resolves, says so at debug only, and calls answer as before', async () => {
+        const server = await inProcessServer(fake, {
+            TOKEN_METRICS_BASE_URL: `http://127.0.0.1:${await closedPort()}/v2`,
+            CRYPTO_INTEL_MAX_RETRIES: '0'
+        });
+        try {
+            const logged = server.logs.length;
+            await expect(server.runtime.deps.warmUp!()).resolves.toBeUndefined();
+            expect(levels(server.logs.slice(logged))).toEqual(['debug']);
+
+            const result = await server.call('get_price', { symbols: ['BTC'] });
+            expect(result.isError).toBe(true);
+        } finally {
+            await server.close();
+        }
+    });
+
+    it('contacts nothing without a usable key', async () => {
+        await fake.until(() => fake.connections() === 0);
+        const server = await inProcessServer(fake, { TOKEN_METRICS_API_KEY: '' });
+        try {
+            await server.runtime.deps.warmUp!();
+            expect(fake.connections()).toBe(0);
+        } finally {
+            await server.close();
+        }
     });
 });

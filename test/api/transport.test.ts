@@ -1,0 +1,92 @@
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { UpstreamTransport } from '../../src/api/transport.js';
+import { FakeUpstream } from '../fake-upstream/index.js';
+
+const KEY = 'tm-transport-0000-7c1e';
+
+/** A port nothing listens on: bound, then released. */
+async function closedPort(): Promise<number> {
+    const server = createServer();
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>(resolve => server.close(() => resolve()));
+    return port;
+}
+
+describe('warming the transport', () => {
+    let fake: FakeUpstream;
+    let transport: UpstreamTransport | undefined;
+
+    beforeAll(async () => {
+        fake = await FakeUpstream.start();
+    });
+    afterAll(async () => {
+        await fake?.close();
+    });
+    afterEach(async () => {
+        await transport?.close();
+        fake.dropConnections();
+        await fake.until(() => fake.connections() === 0);
+        fake.reset();
+    });
+
+    const origin = (): URL => new URL(fake.baseUrl);
+    const tokens = (): URL => new URL(`${fake.baseUrl}/tokens?symbol=BTC`);
+
+    it('opens one connection to the upstream and sends nothing on it; the first request takes it', async () => {
+        transport = new UpstreamTransport({ attemptTimeoutMs: 5_000, concurrency: 2 });
+        await transport.warm(origin());
+        await transport.warm(origin());
+        await fake.until(() => fake.connections() === 1);
+        expect(fake.count()).toBe(0);
+
+        const response = await transport.send(tokens(), KEY, AbortSignal.timeout(5_000));
+        expect(response.status).toBe(200);
+        expect(fake.count()).toBe(1);
+        expect(fake.connections()).toBe(1);
+    });
+
+    it('lets an unused spare connection go after the keep-alive time, and the first request opens its own', async () => {
+        // Only the timers: connections and turns of the event loop stay real.
+        vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+        try {
+            transport = new UpstreamTransport({ attemptTimeoutMs: 5_000, concurrency: 2 });
+            await transport.warm(origin());
+            await fake.until(() => fake.connections() === 1);
+            vi.advanceTimersByTime(30_000);
+            await fake.until(() => fake.connections() === 0);
+        } finally {
+            vi.useRealTimers();
+        }
+        const response = await transport.send(tokens(), KEY, AbortSignal.timeout(5_000));
+        expect(response.status).toBe(200);
+        expect(fake.log()).toEqual(['/tokens tm-…7c1e -> 200']);
+    });
+
+    it('rejects when the upstream cannot be reached, and requests go on as without it', async () => {
+        transport = new UpstreamTransport({ attemptTimeoutMs: 5_000, concurrency: 2 });
+        await expect(transport.warm(new URL(`http://127.0.0.1:${await closedPort()}/v2`))).rejects.toThrow();
+        const response = await transport.send(tokens(), KEY, AbortSignal.timeout(5_000));
+        expect(response.status).toBe(200);
+    });
+
+    it("loads undici's own modules, not its index (fetch, WebSocket, mocks): a later undici that moved them falls back to it", async () => {
+        transport = new UpstreamTransport({ attemptTimeoutMs: 5_000, concurrency: 2 });
+        await transport.warm(origin());
+        const loaded = Object.keys(createRequire(import.meta.url).cache);
+        expect(loaded.some(path => path.endsWith('/undici/lib/dispatcher/agent.js'))).toBe(true);
+        expect(loaded.some(path => path.endsWith('/undici/index.js'))).toBe(false);
+    });
+
+    it('closes the spare connection when the transport closes', async () => {
+        transport = new UpstreamTransport({ attemptTimeoutMs: 5_000, concurrency: 2 });
+        await transport.warm(origin());
+        await fake.until(() => fake.connections() === 1);
+        await transport.close();
+        transport = undefined;
+        await fake.until(() => fake.connections() === 0);
+        expect(fake.count()).toBe(0);
+    });
+});

@@ -119,6 +119,11 @@ describe('usage, prompts, progress and logging over stdio (the built server)', (
         const keyless = await startServer({ TOKEN_METRICS_BASE_URL: fake.baseUrl, CRYPTO_INTEL_CACHE_DIR: 'off' });
         try {
             await keyless.client.listTools();
+            // The handshake is answered before the server is up (src/cli/handshake.ts); the warning comes once it is.
+            await keyless.client.ping();
+            for (let i = 0; i < 400 && !/no Token Metrics API key configured/i.test(keyless.server.stderr); i++) {
+                await new Promise(resolve => setTimeout(resolve, 25));
+            }
             expect(keyless.server.stderr).toMatch(/no Token Metrics API key configured/i);
             const first = JSON.parse(keyless.server.stdoutLines[0]!) as { id?: unknown; result?: { protocolVersion?: string } };
             expect(first.result?.protocolVersion).toEqual(expect.any(String));

@@ -46,6 +46,8 @@ describe.skipIf(skip !== null)('npm package', () => {
 
     it('ships the built server and nothing of the tests or sources', () => {
         expect(files).toContain('dist/src/cli.js');
+        // The stdio handshake the build recorded: without it the server answers only once the SDK has loaded.
+        expect(files).toContain('dist/src/handshake.json');
         expect(files).toContain('dist/tools/index.js');
         expect(files).toContain('package.json');
         expect(

@@ -106,6 +106,8 @@ export async function rawStartup(fake: FakeUpstream, officialCli?: string): Prom
 
 export interface FirstColdCall {
     upstreamLatencyMs: number;
+    /** Spawn to the first call's answer, the handshake and tool list included: what a client that never pauses waits. */
+    spawnToFirstAnswerMs: number;
     /** A fresh process's first `get_price` of one token (a `/tokens` and a `/price` request), after `tools/list`. */
     firstMs: number;
     /** The same process's next one, for another token: the same two requests, with everything loaded. */
@@ -116,7 +118,9 @@ export interface FirstColdCall {
 export async function firstColdCall(fake: FakeUpstream): Promise<FirstColdCall> {
     const first: number[] = [];
     const later: number[] = [];
+    const endToEnd: number[] = [];
     for (let i = 0; i < FIRST_CALL_STARTS; i++) {
+        const spawned = performance.now();
         const { client, server } = await startServer(env(fake, 'off'));
         try {
             await client.listTools();
@@ -127,12 +131,18 @@ export async function firstColdCall(fake: FakeUpstream): Promise<FirstColdCall> 
                 const started = performance.now();
                 await client.callTool({ name: 'get_price', arguments: { symbols: [symbol] } });
                 samples.push(performance.now() - started);
+                if (samples === first) endToEnd.push(performance.now() - spawned);
             }
         } finally {
             await server.close();
         }
     }
-    return { upstreamLatencyMs: fake.latencyMs, firstMs: round(median(first), 1), laterMs: round(median(later), 1) };
+    return {
+        upstreamLatencyMs: fake.latencyMs,
+        spawnToFirstAnswerMs: round(median(endToEnd), 1),
+        firstMs: round(median(first), 1),
+        laterMs: round(median(later), 1)
+    };
 }
 
 export interface Durability {

@@ -105,7 +105,8 @@ export function targetRows(inputs: TargetInputs): TargetRow[] {
         {
             figure: 'first cold call',
             value:
-                `${ms(firstCall.firstMs)} vs ${ms(firstCall.laterMs)} for a later one (2 requests of ${firstCall.upstreamLatencyMs} ms each); ` +
+                `${ms(firstCall.firstMs)} vs ${ms(firstCall.laterMs)} for a later one (2 requests of ${firstCall.upstreamLatencyMs} ms each), ` +
+                `asked the moment the tool list is in (${ms(firstCall.spawnToFirstAnswerMs)} from spawn to its answer); ` +
                 `a lone call pays ${windowPaid.toFixed(1)} ms of a ${window.configuredMs} ms batch window`,
             target: `no window when no batch is open (<= ${WINDOW_PAID_MS} ms); client warmed during the handshake (first <= later + ${NOISE_MS} ms)`,
             met: windowPaid <= WINDOW_PAID_MS && firstExtra <= NOISE_MS

@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { STDIO_DEFAULT_MAX_BUFFER_SIZE } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { openRuntime, type Runtime } from '../app.js';
 import { systemClock } from '../clock.js';
@@ -10,6 +11,7 @@ import { createServer, forwardLogsToClient } from '../server.js';
 import { VERSION } from '../version.js';
 import type { EarlyHandshake } from './handshake.js';
 import { HELP } from './help.js';
+import { lineGuard } from './line-guard.js';
 import { requestsInFlight } from './requests-in-flight.js';
 import { exitOnSignals } from './shutdown.js';
 
@@ -94,21 +96,19 @@ async function serveStdio(config: Config, early: EarlyHandshake | null): Promise
     if (early?.stdoutError) stdoutClosed(early.stdoutError);
 
     const calls = requestsInFlight();
-    // With the handshake answered early, the server reads stdin through it: every line, in order.
-    const input = early?.toServer ?? process.stdin;
-    const transport = new StdioServerTransport(input);
     let overflow = false;
+    // With the handshake answered early, the server reads stdin through it: every line, in order. A line the SDK would
+    // refuse ends the connection here, with a word why (the SDK's own refusal would exit 0 without one).
+    const input = lineGuard(early?.toServer ?? process.stdin, STDIO_DEFAULT_MAX_BUFFER_SIZE, () => {
+        overflow = true;
+        logger.error('a message on stdin is larger than the MCP SDK reads as one line (10 MiB): closing the connection', {
+            limitBytes: STDIO_DEFAULT_MAX_BUFFER_SIZE
+        });
+        void shutdown('stdin message too large', 1);
+    });
+    const transport = new StdioServerTransport(input);
     // Set before connect: the SDK chains its own handlers after these.
     transport.onmessage = message => calls.received(message);
-    transport.onerror = error => {
-        // The SDK's ReadBuffer refuses a line over 10 MiB and closes the transport; without this, the process would exit 0 with no word.
-        if (/ReadBuffer exceeded/i.test(error.message)) {
-            overflow = true;
-            logger.error('a message on stdin is larger than the MCP SDK reads as one line (10 MiB): closing the connection', {
-                error: error.message
-            });
-        }
-    };
     const send = transport.send.bind(transport);
     transport.send = (message: JSONRPCMessage) => {
         calls.answered(message);

@@ -76,6 +76,8 @@ export class EarlyHandshake {
     listedTools = false;
     /** Set when writing an answer failed (EPIPE: the client is gone) before the server could listen for it. */
     stdoutError: Error | undefined;
+    /** Set when reading stdin failed before the server could listen for it: no more requests will come. */
+    stdinError: Error | undefined;
 
     constructor(
         private readonly handshake: Handshake,
@@ -86,8 +88,9 @@ export class EarlyHandshake {
     ) {
         stdin.setEncoding('utf8');
         stdin.on('data', this.onData);
-        // Until the server has its own listener: an unheard 'error' on stdout would end the process at once.
+        // Until the server has its own listeners: an unheard 'error' event would end the process at once.
         stdout.once('error', (error: Error) => (this.stdoutError = error));
+        stdin.once('error', (error: Error) => (this.stdinError = error));
         stdin.once('end', () => {
             this.flush();
             toServer.end();

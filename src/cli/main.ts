@@ -119,6 +119,11 @@ async function serveStdio(config: Config, early: EarlyHandshake | null): Promise
     transport.onclose = () => void (overflow ? shutdown('stdin message too large', 1) : shutdown('transport closed'));
     // The end of what the server reads: every request before it has been received, and is waited for.
     input.on('end', () => void calls.drained(drainMs).then(() => shutdown('stdin closed')));
+    // A failed read ends the input as surely, but emits no 'end'; unheard, the error would end the process at once.
+    const stdinFailed = (error: NodeJS.ErrnoException) =>
+        void calls.drained(drainMs).then(() => shutdown(`stdin failed (${error.code ?? error.message})`));
+    process.stdin.on('error', stdinFailed);
+    if (early?.stdinError) stdinFailed(early.stdinError);
     await server.connect(transport);
     early?.ready();
     // The tool list was answered before the server was up: its warm-up (the upstream connection) starts now.

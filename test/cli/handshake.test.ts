@@ -105,6 +105,12 @@ describe('the handshake answered before the server is up', () => {
         expect(early.stdoutError?.message).toBe('write EPIPE');
     });
 
+    it('keeps a failed read of stdin for the server, instead of letting it end the process', () => {
+        const { stdin, early } = harness();
+        stdin.emit('error', Object.assign(new Error('read EIO'), { code: 'EIO' }));
+        expect(early.stdinError?.message).toBe('read EIO');
+    });
+
     it('ends what the server reads when stdin ends, with a last line that had no newline', () => {
         const { stdin, forwarded, early } = harness();
         const ended = new Promise(resolve => early.toServer.once('finish', resolve));

@@ -89,8 +89,8 @@ export class EarlyHandshake {
         stdin.setEncoding('utf8');
         stdin.on('data', this.onData);
         // Until the server has its own listeners: an unheard 'error' event would end the process at once.
-        stdout.once('error', (error: Error) => (this.stdoutError = error));
-        stdin.once('error', (error: Error) => (this.stdinError = error));
+        stdout.on('error', (error: Error) => (this.stdoutError ??= error));
+        stdin.on('error', (error: Error) => (this.stdinError ??= error));
         stdin.once('end', () => {
             this.flush();
             toServer.end();

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { CANDLE_DAYS, CHECK_LABELS, SIGNAL_HISTORY_DAYS, analyseSignal } from '../src/analysis/signal-checks.js';
+import { CANDLE_DAYS, SIGNAL_HISTORY_DAYS, analyseSignal, checkLabel } from '../src/analysis/signal-checks.js';
 import { DAILY_OHLCV, TRADING_SIGNALS } from '../src/endpoints/registry.js';
 import { Alternatives, DatedFreshness, TokenRef, alternativesOf, ambiguityNote, iso, staleAgeOf, unresolvedLine } from './common.js';
 import { NO_PROGRESS, READ_ONLY_OPEN_WORLD, defineTool } from './define.js';
@@ -104,7 +104,7 @@ export const explainSignal = defineTool({
             analysis.traderGrade === null ? '' : `, trader grade ${analysis.traderGrade.toFixed(1)} (${analysis.gradeBand})`;
         const lines = [
             `${token.symbol} (${token.name}) ${analysis.signal ?? 'no signal'}${since}${traderGrade}`,
-            ...analysis.checks.map(check => `[${mark[check.status]}] ${CHECK_LABELS[check.name] ?? check.name}: ${check.evidence}`),
+            ...analysis.checks.map(check => `[${mark[check.status]}] ${checkLabel(check)}: ${check.evidence}`),
             analysis.signal === null ? analysis.summary : analysis.verdict,
             datedFreshnessLine(structured.data_date, structured.fetched_at, structured.stale_age_s)
         ];

@@ -62,13 +62,13 @@ export function utc(isoOrMs: string | number): string {
 }
 
 /** "as of …", plus how stale when the upstream failed and the cache answered. */
-export function freshnessLine(asOf: string, staleAgeS: number | null | undefined): string {
-    if (staleAgeS === null || staleAgeS === undefined) return `as of ${utc(asOf)}`;
+export function freshnessLine(asOf: string, staleAgeS?: number): string {
+    if (staleAgeS === undefined) return `as of ${utc(asOf)}`;
     return `as of ${utc(asOf)} (STALE: upstream unavailable, cached ${age(staleAgeS)} ago)`;
 }
 
 /** "data of 2025-04-10, fetched 2026-11-25 16:52 UTC": the day the rows describe comes first, since that is what "now" means here. */
-export function datedFreshnessLine(dataDate: string | null, fetchedAt: string, staleAgeS: number | undefined): string {
+export function datedFreshnessLine(dataDate: string | null, fetchedAt: string, staleAgeS?: number): string {
     const fetched = freshnessLine(fetchedAt, staleAgeS).replace(/^as of/, 'fetched');
     return dataDate === null ? `data undated, ${fetched}` : `data of ${dataDate}, ${fetched}`;
 }

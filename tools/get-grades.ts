@@ -100,6 +100,9 @@ export const getGrades = defineTool({
         const technologyRow = technology?.data[0] ?? null;
         const sources = [tm, signals, fundamental, technology].filter((source): source is Sourced<never[]> => source !== null);
         const traderGrade = latest?.traderGrade ?? null;
+        const reasons = unavailable.map(
+            ({ source, error }) => `${source}: ${error.code === 'NOT_IN_PLAN' ? 'not in your plan' : 'not served upstream'}`
+        );
 
         const structured = {
             symbol: token.symbol,
@@ -116,13 +119,7 @@ export const getGrades = defineTool({
             fundamental_grade: fundamentalRow?.fundamentalGrade ?? tmRow?.fundamentalGrade ?? null,
             fundamental_class: fundamentalRow?.fundamentalClass ?? tmRow?.fundamentalClass ?? null,
             ...(extras.has('technology') ? { technology_grade: technologyRow?.technologyGrade ?? null } : {}),
-            ...(unavailable.length > 0
-                ? {
-                      unavailable: unavailable.map(
-                          ({ source, error }) => `${source}: ${error.code === 'NOT_IN_PLAN' ? 'not in your plan' : 'not served upstream'}`
-                      )
-                  }
-                : {}),
+            ...(reasons.length > 0 ? { unavailable: reasons } : {}),
             ...alternativesOf(alternatives),
             data_date: latest?.date?.slice(0, 10) ?? null,
             fetched_at: iso(Math.min(...sources.map(source => source.fetchedAt))),

@@ -14,7 +14,7 @@ export const CANDLE_DAYS = 29;
 export type CheckStatus = 'pass' | 'fail' | 'unknown';
 
 /** Short names for the checks in the text a model reads; `checks[].name` keeps the full ones. */
-export const CHECK_LABELS: Readonly<Record<string, string>> = {
+const CHECK_LABELS: Readonly<Record<string, string>> = {
     volume_confirms_price: 'volume',
     btc_eth_alignment: 'BTC/ETH',
     flip_timing: 'flip',
@@ -23,7 +23,7 @@ export const CHECK_LABELS: Readonly<Record<string, string>> = {
     narrative_fit: 'narrative'
 };
 
-const label = (check: SignalCheck): string => CHECK_LABELS[check.name] ?? check.name;
+export const checkLabel = (check: SignalCheck): string => CHECK_LABELS[check.name] ?? check.name;
 
 export interface SignalCheck {
     name: string;
@@ -296,6 +296,6 @@ function summarise(
               : 'BTC and ETH not both bearish: the weakness looks token-specific. Tighten risk.';
     return {
         summary: [headline, tally(check => check.name), advice, ...notChecked, DISCLAIMER].join(' '),
-        verdict: [tally(label), advice, DISCLAIMER].join(' ')
+        verdict: [tally(checkLabel), advice, DISCLAIMER].join(' ')
     };
 }

@@ -25,7 +25,7 @@ function harness() {
     const early = new EarlyHandshake(HANDSHAKE, stdin, stdout, toServer);
     const written = () => String(stdout.read() ?? '');
     const forwarded = () => String(toServer.read() ?? '');
-    return { stdin, early, written, forwarded };
+    return { stdin, stdout, early, written, forwarded };
 }
 
 describe('the handshake answered before the server is up', () => {
@@ -97,8 +97,7 @@ describe('the handshake answered before the server is up', () => {
     });
 
     it('writes nothing more once stdout failed, and keeps the error for the server', () => {
-        const { stdin, early, written } = harness();
-        const stdout = (early as unknown as { stdout: PassThrough }).stdout;
+        const { stdin, stdout, early, written } = harness();
         stdout.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
         stdin.write(initialize(1));
         expect(written()).toBe('');

@@ -2,9 +2,9 @@
 // `npm run pack:mcpb`: builds crypto-intel-mcp.mcpb, the Claude Desktop bundle, with the official mcpb tool.
 //
 // A staging directory gets the manifest (its version taken from package.json), the icon, the built server
-// (dist/src, dist/tools), package.json and package-lock.json; `npm ci --omit=dev --ignore-scripts` there installs the
-// production dependencies only, exactly as locked; `mcpb validate` and `mcpb pack` then make the bundle. The build
-// itself (`tsc`) is the npm script's first step. Options: --out <file> (default ./crypto-intel-mcp.mcpb),
+// (dist/src, dist/tools, dist/bundle), package.json and package-lock.json; `npm ci --omit=dev --ignore-scripts` there
+// installs the production dependencies only, exactly as locked; `mcpb validate` and `mcpb pack` then make the bundle.
+// The build itself (`tsc`, then scripts/bundle.mjs) is the npm script's first step. Options: --out <file> (default ./crypto-intel-mcp.mcpb),
 // --keep-stage (print the staging directory instead of deleting it).
 import { spawnSync } from 'node:child_process';
 import process from 'node:process';
@@ -47,9 +47,12 @@ const stage = mkdtempSync(join(tmpdir(), 'crypto-intel-mcpb-'));
 try {
     writeFileSync(join(stage, 'manifest.json'), `${JSON.stringify(manifest, null, 4)}\n`);
     cpSync(join(root, 'mcpb', 'icon.png'), join(stage, 'icon.png'));
-    for (const part of ['dist/src', 'dist/tools']) {
-        // Source maps point at TypeScript files the bundle does not carry: leave them out.
-        cpSync(join(root, part), join(stage, part), { recursive: true, filter: source => !source.endsWith('.map') });
+    for (const part of ['dist/src', 'dist/tools', 'dist/bundle']) {
+        // Source maps point at files the extension does not carry; a code cache is this machine's, made again there.
+        cpSync(join(root, part), join(stage, part), {
+            recursive: true,
+            filter: source => !source.endsWith('.map') && !source.endsWith('.v8cache')
+        });
     }
     for (const file of ['package.json', 'package-lock.json', 'README.md']) cpSync(join(root, file), join(stage, file));
     // Production dependencies only, exactly as locked; no install scripts run (none of them needs one).

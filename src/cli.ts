@@ -1,23 +1,19 @@
 #!/usr/bin/env node
-import { PassThrough } from 'node:stream';
-import { EarlyHandshake, readHandshake } from './cli/handshake.js';
-import { VERSION } from './version.js';
+import { fileURLToPath } from 'node:url';
+import { loadBundle, type Main } from './cli/bundle.js';
 
 /**
- * The entry point. Started with no arguments, as an MCP client starts a stdio server, it answers the handshake from
- * the build's record while the rest loads (cli/handshake.ts); any argument (--http, doctor, keys, --help) takes the
- * ordinary path. Only light modules are imported here: the rest comes in with cli/main.ts.
+ * The entry point. The build bundles the server into one file, which starts from V8's code cache (cli/bundle.ts);
+ * without it (tsc alone), the modules are imported one by one, the same code.
  */
-function earlyHandshake(): EarlyHandshake | null {
-    if (process.argv.length > 2) return null;
-    const handshake = readHandshake(VERSION);
-    return handshake && new EarlyHandshake(handshake, process.stdin, process.stdout, new PassThrough());
+const BUNDLE = fileURLToPath(new URL('../bundle/server.cjs', import.meta.url));
+
+async function start(): Promise<void> {
+    const main: Main = loadBundle(BUNDLE) ?? (await import('./cli/main.js')).main;
+    await main();
 }
 
-const early = earlyHandshake();
-import('./cli/main.js')
-    .then(({ main }) => main(early))
-    .catch((error: unknown) => {
-        process.stderr.write(`crypto-intel-mcp: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
-        process.exit(1);
-    });
+start().catch((error: unknown) => {
+    process.stderr.write(`crypto-intel-mcp: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+});

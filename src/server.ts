@@ -28,9 +28,9 @@ export interface ServerDeps extends ToolDeps {
     /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
     symbols?: SymbolCompleter;
     /**
-     * Readies what the first tool call needs (undici, its Agent, a connection to the upstream), once per process, in
-     * steps of a few milliseconds: started when the tool list has been answered, it runs while the client reads the
-     * list. Sends no request (no credit); never rejects.
+     * Readies what the first tool call needs (undici's Agent, a connection to the upstream), once per process: started
+     * when the tool list has been answered, it runs while the client reads the list. Sends no request (no credit);
+     * never rejects.
      */
     warmUp?: () => Promise<void>;
 }
@@ -117,8 +117,7 @@ export function createServer(deps: ServerDeps): McpServer {
     // The SDK would convert every zod schema to JSON Schema again for each listing; this answer is built once, lean.
     // Calls are still checked against the zod schemas the tools registered.
     server.server.setRequestHandler(ListToolsRequestSchema, () => {
-        // After the answer is written (setImmediate): the list a client waits for at start-up waits for nothing. Started
-        // at the handshake instead, the warm-up's steps delayed initialize or tools/list by one step (start-up ~10 ms slower).
+        // After the answer is written (setImmediate): the list a client waits for at start-up waits for nothing.
         setImmediate(() => void deps.warmUp?.());
         return TOOLS_LIST;
     });

@@ -1,6 +1,15 @@
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import type { Agent, buildConnector, Dispatcher } from 'undici';
+import type { buildConnector, Dispatcher } from 'undici';
+
+/**
+ * undici's Agent, its request API and its connector, imported by path: its index also loads fetch, WebSocket, the mocks
+ * and the caches, some three times the load time (~25 ms against ~80 ms on the reference machine), all of it on the
+ * way to the first answer. The shipped bundle (scripts/bundle.mjs) carries these modules as they were at build time,
+ * so a later undici that moves them cannot break an installed server; a build against one fails at once.
+ */
+import request from 'undici/lib/api/api-request.js';
+import buildConnectorFn from 'undici/lib/core/connect.js';
+import Agent from 'undici/lib/dispatcher/agent.js';
 import { DEFAULT_MAX_BODY_BYTES, readCapped } from './body.js';
 
 /** One upstream answer as it came: status, headers and the body as text. */
@@ -18,65 +27,6 @@ export interface TransportOptions {
     dispatcher?: Dispatcher;
 }
 
-/** What the transport takes from undici. */
-interface Undici {
-    Agent: typeof Agent;
-    buildConnector: typeof buildConnector;
-    request: (dispatcher: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
-}
-
-/** undici's `lib/api/api-request.js`: `Dispatcher.prototype.request` once its index has installed it. */
-type ApiRequest = (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
-
-const require = createRequire(import.meta.url);
-const nextTurn = (): Promise<void> => new Promise(resolve => setImmediate(resolve));
-
-/**
- * The modules behind undici's Agent, its request API and its connector, dependencies first. undici's index also loads
- * fetch, WebSocket, the mocks and the caches: about three times the load time (~80 ms against ~25 ms on the reference
- * machine), in the way of the first call. One module per turn of the event loop, so that a message arriving meanwhile
- * (the client's `tools/list`) waits for one module's load at most.
- */
-const UNDICI_MODULES = [
-    'undici/lib/core/util.js',
-    'undici/lib/dispatcher/client-h1.js',
-    'undici/lib/dispatcher/client-h2.js',
-    'undici/lib/dispatcher/agent.js',
-    'undici/lib/api/api-request.js',
-    'undici/lib/core/connect.js'
-] as const;
-
-/** undici's modules one by one; another layout (a later undici moved them) falls back to its index. */
-async function load(): Promise<Undici> {
-    try {
-        const modules: unknown[] = [];
-        for (const path of UNDICI_MODULES) {
-            await nextTurn();
-            modules.push(require(path));
-        }
-        const [, , , AgentClass, request, connector] = modules;
-        if (typeof AgentClass === 'function' && typeof request === 'function' && typeof connector === 'function') {
-            return {
-                Agent: AgentClass as typeof Agent,
-                buildConnector: connector as typeof buildConnector,
-                request: (dispatcher, options) => (request as ApiRequest).call(dispatcher, options)
-            };
-        }
-    } catch {
-        // Not where this version keeps them: the index has everything.
-    }
-    const undici = await import('undici');
-    return { Agent: undici.Agent, buildConnector: undici.buildConnector, request: (dispatcher, options) => dispatcher.request(options) };
-}
-
-/**
- * undici is loaded by `warm` (while the client and the server shake hands) or by the first upstream request, not at
- * start-up: an MCP client waits for the server's tool list before anything else, and undici's load would add to that
- * wait for nothing.
- */
-let undici: Promise<Undici> | undefined;
-const loadUndici = (): Promise<Undici> => (undici ??= load());
-
 /** A connection `warm` opened for the first request to take; `socket` is null when it could not be opened. */
 interface Spare {
     origin: string;
@@ -87,7 +37,7 @@ const isOpen = (socket: Socket): boolean => !socket.destroyed && socket.readySta
 
 /** The wire to the Token Metrics API: one keep-alive Agent for every request, and each answer's body read under the cap. */
 export class UpstreamTransport {
-    private dispatcher: Promise<Dispatcher> | undefined;
+    private dispatcher: Dispatcher | undefined;
     private readonly ownsDispatcher: boolean;
     private connector: buildConnector.connector | undefined;
     private spare: Spare | undefined;
@@ -95,13 +45,12 @@ export class UpstreamTransport {
 
     constructor(private readonly options: TransportOptions) {
         this.ownsDispatcher = !options.dispatcher;
-        if (options.dispatcher) this.dispatcher = Promise.resolve(options.dispatcher);
+        if (options.dispatcher) this.dispatcher = options.dispatcher;
     }
 
     /** One request, inside the upstream slot the caller holds; `signal` carries the attempt's timeout and the caller's abort. */
     async send(url: URL, key: string, signal: AbortSignal): Promise<RawResponse> {
-        const [{ request }, dispatcher] = await Promise.all([loadUndici(), this.agent()]);
-        const response = await request(dispatcher, {
+        const response = await request.call(this.agent(), {
             origin: url.origin,
             path: `${url.pathname}${url.search}`,
             method: 'GET',
@@ -118,12 +67,12 @@ export class UpstreamTransport {
     }
 
     /**
-     * Loads undici, makes the Agent and opens a connection to `origin` (TCP, and TLS for https) that the first request
+     * Makes the Agent and opens a connection to `origin` (TCP, and TLS for https) that the first request
      * takes, so that none of it is in the first call's way. No request goes out: nothing is spent. Rejects when the
      * connection could not be opened; the first request then opens its own and reports what fails.
      */
     async warm(origin: URL): Promise<void> {
-        await this.agent();
+        this.agent();
         if (!this.ownsDispatcher || this.closed || this.spare || !this.connector) return;
         const connector = this.connector;
         const socket = new Promise<Socket>((resolve, reject) =>
@@ -148,21 +97,20 @@ export class UpstreamTransport {
         const spare = this.spare;
         this.spare = undefined;
         (await spare?.socket)?.destroy();
-        if (this.ownsDispatcher && this.dispatcher) await (await this.dispatcher).close();
+        if (this.ownsDispatcher && this.dispatcher) await this.dispatcher.close();
     }
 
     /** One keep-alive Agent per transport, made on first use; its connections come from `connect`. */
-    private agent(): Promise<Dispatcher> {
-        this.dispatcher ??= loadUndici().then(({ Agent, buildConnector }) => {
-            const connector = buildConnector({ timeout: Math.min(5_000, this.options.attemptTimeoutMs) });
-            this.connector = connector;
-            return new Agent({
-                connect: (options, callback) => this.connect(connector, options, callback),
-                headersTimeout: this.options.attemptTimeoutMs,
-                bodyTimeout: this.options.attemptTimeoutMs,
-                keepAliveTimeout: KEEP_ALIVE_MS,
-                connections: this.options.concurrency * 2
-            });
+    private agent(): Dispatcher {
+        if (this.dispatcher) return this.dispatcher;
+        const connector = buildConnectorFn({ timeout: Math.min(5_000, this.options.attemptTimeoutMs) });
+        this.connector = connector;
+        this.dispatcher = new Agent({
+            connect: (options, callback) => this.connect(connector, options, callback),
+            headersTimeout: this.options.attemptTimeoutMs,
+            bodyTimeout: this.options.attemptTimeoutMs,
+            keepAliveTimeout: KEEP_ALIVE_MS,
+            connections: this.options.concurrency * 2
         });
         return this.dispatcher;
     }

@@ -9,7 +9,6 @@ import { StderrLogger, type LogFields, type Logger } from '../logger.js';
 import { Redactor } from '../redact.js';
 import { createServer, forwardLogsToClient } from '../server.js';
 import { VERSION } from '../version.js';
-import type { EarlyHandshake } from './handshake.js';
 import { HELP } from './help.js';
 import { lineGuard } from './line-guard.js';
 import { requestsInFlight } from './requests-in-flight.js';
@@ -34,11 +33,12 @@ function printForPerson(text: string): void {
 const HTTP_SHUTDOWN_GRACE_MS = 10_000;
 
 /** The start-up line (keys by fingerprint only) and, without a key, the warning that says how to set one. */
-function logReady(logger: Logger, message: string, config: Config, runtime: Runtime, fields: LogFields = {}): void {
+function logReady(logger: Logger, message: string, config: Config, runtime: Runtime, hooks: Hooks, fields: LogFields = {}): void {
     const keys = runtime.keys.describe();
     logger.info(message, {
         version: VERSION,
         ...fields,
+        codeCache: hooks.codeCache ?? 'unbundled',
         keys: keys.fingerprints.join(', ') || null,
         upstream: new URL(config.baseUrl).host,
         cache: config.cacheDir ?? 'off',
@@ -59,7 +59,7 @@ function flushStdout(limitMs: number): Promise<void> {
     });
 }
 
-async function serveStdio(config: Config, early: EarlyHandshake | null): Promise<void> {
+async function serveStdio(config: Config, hooks: Hooks): Promise<void> {
     const redactor = new Redactor();
     const logger = new StderrLogger(config.logLevel, redactor);
     const runtime = await openRuntime(config, { clock: systemClock, logger, redactor });
@@ -93,13 +93,11 @@ async function serveStdio(config: Config, early: EarlyHandshake | null): Promise
         void shutdown(`stdout closed (${error.code ?? error.message})`, 0);
     };
     process.stdout.on('error', stdoutClosed);
-    if (early?.stdoutError) stdoutClosed(early.stdoutError);
 
     const calls = requestsInFlight();
     let overflow = false;
-    // With the handshake answered early, the server reads stdin through it: every line, in order. A line the SDK would
-    // refuse ends the connection here, with a word why (the SDK's own refusal would exit 0 without one).
-    const input = lineGuard(early?.toServer ?? process.stdin, STDIO_DEFAULT_MAX_BUFFER_SIZE, () => {
+    // A line the SDK would refuse ends the connection here, with a word why (the SDK's own refusal would exit 0 without one).
+    const input = lineGuard(process.stdin, STDIO_DEFAULT_MAX_BUFFER_SIZE, () => {
         overflow = true;
         logger.error('a message on stdin is larger than the MCP SDK reads as one line (10 MiB): closing the connection', {
             limitBytes: STDIO_DEFAULT_MAX_BUFFER_SIZE
@@ -112,8 +110,6 @@ async function serveStdio(config: Config, early: EarlyHandshake | null): Promise
     const send = transport.send.bind(transport);
     transport.send = (message: JSONRPCMessage) => {
         calls.answered(message);
-        // The client already has this answer (handshake.ts): once is enough.
-        if (early?.dropAnswer(message)) return Promise.resolve();
         return send(message);
     };
     transport.onclose = () => void (overflow ? shutdown('stdin message too large', 1) : shutdown('transport closed'));
@@ -123,15 +119,12 @@ async function serveStdio(config: Config, early: EarlyHandshake | null): Promise
     const stdinFailed = (error: NodeJS.ErrnoException) =>
         void calls.drained(drainMs).then(() => shutdown(`stdin failed (${error.code ?? error.message})`));
     process.stdin.on('error', stdinFailed);
-    if (early?.stdinError) stdinFailed(early.stdinError);
     await server.connect(transport);
-    early?.ready();
-    // The tool list was answered before the server was up: its warm-up (the upstream connection) starts now.
-    if (early?.listedTools) setImmediate(() => void runtime.deps.warmUp?.());
-    logReady(logger, 'crypto-intel-mcp ready on stdio', config, runtime);
+    hooks.serving?.();
+    logReady(logger, 'crypto-intel-mcp ready on stdio', config, runtime, hooks);
 }
 
-async function serveHttp(config: Config): Promise<void> {
+async function serveHttp(config: Config, hooks: Hooks): Promise<void> {
     const redactor = new Redactor();
     // Tokens are secrets like keys: if one ever reaches a log line, it leaves as a fingerprint.
     for (const token of config.http.tokens) redactor.register(token);
@@ -149,17 +142,26 @@ async function serveHttp(config: Config): Promise<void> {
         },
         HTTP_SHUTDOWN_GRACE_MS
     );
+    hooks.serving?.();
 
     const host = config.http.host.includes(':') && !config.http.host.startsWith('[') ? `[${config.http.host}]` : config.http.host;
-    logReady(logger, 'crypto-intel-mcp listening on HTTP', config, runtime, {
+    logReady(logger, 'crypto-intel-mcp listening on HTTP', config, runtime, hooks, {
         url: `http://${host}:${server.port}${MCP_PATH}`,
         port: server.port,
         auth: config.http.tokens.length > 0 ? `bearer (${config.http.tokens.length} token(s))` : 'none (loopback only)'
     });
 }
 
-/** Runs the command line; `early` is the stdio handshake already being answered, if the entry point started one. */
-export async function main(early: EarlyHandshake | null): Promise<void> {
+/** What the entry point (cli/bundle.ts) says and asks to be told. */
+export interface Hooks {
+    /** Whether the bundle started from V8's code cache; absent when the modules were imported one by one (no bundle). */
+    codeCache?: 'used' | 'none' | 'rejected';
+    /** Called once this process is a server: not for --help, doctor or keys, whose runs are no model for a cache. */
+    serving?(): void;
+}
+
+/** Runs the command line. */
+export async function main(hooks: Hooks = {}): Promise<void> {
     let command;
     try {
         command = loadConfig(process.env, process.argv.slice(2));
@@ -182,6 +184,6 @@ export async function main(early: EarlyHandshake | null): Promise<void> {
         const { keysCommand } = await import('../keys/command.js');
         process.exit(keysCommand(command.config, { write: printForPerson }));
     }
-    if (command.config.transport === 'http') await serveHttp(command.config);
-    else await serveStdio(command.config, early);
+    if (command.config.transport === 'http') await serveHttp(command.config, hooks);
+    else await serveStdio(command.config, hooks);
 }

@@ -92,6 +92,7 @@ describe.skipIf(skip !== null)('Claude Desktop bundle (mcpb)', () => {
         for (const dev of ['typescript', 'vitest', '@anthropic-ai/mcpb', 'eslint', 'fast-check'])
             expect(existsSync(join(dir, 'node_modules', dev)), dev).toBe(false);
         expect(existsSync(join(dir, 'dist', 'test'))).toBe(false);
+        expect(existsSync(join(dir, 'dist', 'bundle', 'server.cjs'))).toBe(true);
 
         const fake = await FakeUpstream.start();
         // As Claude Desktop starts it: the manifest's command and args with ${__dirname} filled in; the key from the

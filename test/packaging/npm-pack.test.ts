@@ -46,8 +46,9 @@ describe.skipIf(skip !== null)('npm package', () => {
 
     it('ships the built server and nothing of the tests or sources', () => {
         expect(files).toContain('dist/src/cli.js');
-        // The stdio handshake the build recorded: without it the server answers only once the SDK has loaded.
-        expect(files).toContain('dist/src/handshake.json');
+        // The bundle the entry point runs (scripts/bundle.mjs), without this machine's code cache.
+        expect(files).toContain('dist/bundle/server.cjs');
+        expect(files.filter(file => file.endsWith('.v8cache'))).toEqual([]);
         expect(files).toContain('dist/tools/index.js');
         expect(files).toContain('package.json');
         expect(

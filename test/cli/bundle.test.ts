@@ -1,0 +1,125 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startServer } from '../helpers/server-process.js';
+
+/**
+ * The entry point's loader (src/cli/bundle.ts), run as the CLI runs it: in a process of its own, since the code cache
+ * is written when that process exits. The bundle here is a stand-in that reports what the loader told it.
+ */
+const LOADER = new URL('../../dist/src/cli/bundle.js', import.meta.url).href;
+const STAND_IN = `exports.main = async hooks => {
+    process.stdout.write(JSON.stringify({ codeCache: hooks.codeCache }));
+    if (process.env.SERVE === '1') hooks.serving();
+};
+`;
+
+let dir: string;
+let bundle: string;
+const cacheFile = (): string => `${bundle}.${process.version}-${process.arch}.v8cache`;
+
+function runLoader(env: Record<string, string> = { SERVE: '1' }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const driver = join(dir, 'driver.mjs');
+    writeFileSync(
+        driver,
+        `import { loadBundle } from ${JSON.stringify(LOADER)};\n` +
+            `const main = loadBundle(${JSON.stringify(bundle)});\n` +
+            `if (main === null) process.stdout.write('no bundle'); else await main();\n`
+    );
+    return new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [driver], {
+            env: { PATH: process.env.PATH ?? '', ...env },
+            stdio: ['ignore', 'pipe', 'pipe']
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', chunk => (stdout += String(chunk)));
+        child.stderr.on('data', chunk => (stderr += String(chunk)));
+        child.on('error', reject);
+        child.on('exit', code => resolve({ code, stdout, stderr }));
+    });
+}
+
+const reported = async (env?: Record<string, string>): Promise<string> => {
+    const run = await runLoader(env);
+    expect(run.code, run.stderr).toBe(0);
+    return run.stdout === 'no bundle' ? run.stdout : (JSON.parse(run.stdout) as { codeCache: string }).codeCache;
+};
+
+describe.skipIf(!existsSync(fileURLToPath(LOADER)))('the bundle loader and its code cache', () => {
+    beforeEach(() => {
+        dir = mkdtempSync(join(tmpdir(), 'cim-bundle-loader-'));
+        bundle = join(dir, 'server.cjs');
+        writeFileSync(bundle, STAND_IN);
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('says there is no bundle when the file is missing, so the CLI imports the modules instead', async () => {
+        rmSync(bundle);
+        expect(await reported()).toBe('no bundle');
+    });
+
+    it('compiles without a cache, writes one when a server exits, and starts from it next time', async () => {
+        expect(await reported()).toBe('none');
+        const written = readFileSync(cacheFile());
+        // The bundle's SHA-256 first: a cache is only ever used with the source it was made from.
+        expect(written.subarray(0, 32)).toEqual(createHash('sha256').update(STAND_IN).digest());
+        expect(written.length).toBeGreaterThan(32);
+        expect(await reported()).toBe('used');
+        // Nothing but the cache itself is left beside the bundle (no temporary file).
+        expect(readdirSync(dir).sort()).toEqual(['driver.mjs', 'server.cjs', cacheFile().slice(dir.length + 1)].sort());
+    });
+
+    it('writes no cache for a run that never became a server (--help, doctor, keys)', async () => {
+        expect(await reported({})).toBe('none');
+        expect(existsSync(cacheFile())).toBe(false);
+    });
+
+    it('never uses a cache made from another bundle of the same length, and replaces it', async () => {
+        expect(await reported()).toBe('none');
+        // V8 itself would accept this cache: it checks the source's length, not its content.
+        writeFileSync(bundle, STAND_IN.replace("=== '1'", '=== "1"'));
+        expect(readFileSync(bundle, 'utf8')).not.toBe(STAND_IN);
+        expect(readFileSync(bundle).length).toBe(Buffer.byteLength(STAND_IN));
+        expect(await reported()).toBe('none');
+        expect(readFileSync(cacheFile()).subarray(0, 32)).toEqual(createHash('sha256').update(readFileSync(bundle)).digest());
+        expect(await reported()).toBe('used');
+    });
+
+    it('falls back to compiling when V8 rejects the cache, and writes a good one', async () => {
+        const hash = createHash('sha256').update(STAND_IN).digest();
+        writeFileSync(cacheFile(), Buffer.concat([hash, Buffer.from('not a V8 code cache at all')]));
+        expect(await reported()).toBe('rejected');
+        expect(await reported()).toBe('used');
+    });
+
+    it('keeps serving when the cache cannot be written', async () => {
+        // A directory where the file would go: the rename fails, as on a folder the user cannot write.
+        mkdirSync(cacheFile());
+        expect(await reported()).toBe('none');
+        expect(readdirSync(dir).filter(name => name.endsWith('.tmp'))).toEqual([]);
+        expect(await reported()).toBe('none');
+    });
+});
+
+describe('the built CLI', () => {
+    it('runs the bundle and, once a server has exited, starts from its code cache', async () => {
+        const readyLine = async (): Promise<Record<string, unknown>> => {
+            const { client, server } = await startServer({ CRYPTO_INTEL_CACHE_DIR: 'off', CRYPTO_INTEL_LOG_LEVEL: 'info' });
+            try {
+                await client.listTools();
+            } finally {
+                await server.close();
+            }
+            const line = server.stderr.split('\n').find(text => text.includes('ready on stdio'));
+            return JSON.parse(line!) as Record<string, unknown>;
+        };
+        // Other tests' servers may have written the cache already: the first start says either.
+        expect(['none', 'used']).toContain((await readyLine()).codeCache);
+        expect((await readyLine()).codeCache).toBe('used');
+    });
+});

@@ -3,7 +3,7 @@ import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.js';
 import { closeDir, journalInfo, type CacheDir, type JournalInfo } from './disk-files.js';
-import { CACHE_FILE_NAME, CACHE_FILE_VERSION, metaOf, type DiskRecord, type Header } from './disk-format.js';
+import { CACHE_FILE_NAME, CACHE_FILE_VERSION, emptyRecord, metaOf, readRecord, type DiskRecord, type Header } from './disk-format.js';
 import { ByteSink, MAX_CACHE_FILE_BYTES, Slicer } from './files.js';
 import { LOCK_STALE_MS } from './lock.js';
 import { DEFAULT_MAX_NEGATIVE_ENTRIES } from './store.js';
@@ -18,6 +18,33 @@ interface KeptRecord {
     negative: boolean;
     line: string;
     bytes: number;
+}
+
+/** What pass 1 of a compaction found a snapshot line to be worth. */
+const enum Verdict {
+    Drop,
+    Keep,
+    KeepNegative
+}
+
+/** One verdict per snapshot line, in a growing byte array: nothing the collector has to trace, however large the cache. */
+class Verdicts {
+    private bytes = new Uint8Array(4096);
+    private length = 0;
+
+    push(verdict: Verdict): void {
+        if (this.length === this.bytes.length) {
+            const bigger = new Uint8Array(this.bytes.length * 2);
+            bigger.set(this.bytes);
+            this.bytes = bigger;
+        }
+        this.bytes[this.length++] = verdict;
+    }
+
+    /** Drop past the end: a line pass 1 did not see is not copied. */
+    at(index: number): Verdict {
+        return index < this.length ? this.bytes[index]! : Verdict.Drop;
+    }
 }
 
 export interface CompactionOptions {
@@ -43,9 +70,10 @@ export interface Rewritten {
 /**
  * Writes a new snapshot from the current one and the journals, keeping per key the newest entry that can still be
  * served, and dropping the oldest beyond the bounds (entries, negative entries, bytes). Only the journals are held
- * in memory: the snapshot is read twice (once to count, once to copy), line by line, so a compaction's memory and
- * event-loop blocks do not grow with the cache. Written through a temporary file (same directory, owner-only,
- * synced) renamed over the old snapshot: a reader or a crash sees the old snapshot or the new one, never half.
+ * in memory: the snapshot is read twice, line by line (once to decode and judge each line, once to copy the kept ones,
+ * noting a byte per line in between), so a compaction's memory and event-loop blocks do not grow with the cache.
+ * Written through a temporary file (same directory, owner-only, synced) renamed over the old snapshot: a reader or a
+ * crash sees the old snapshot or the new one, never half.
  */
 export async function rewrite(files: CacheDir, options: CompactionOptions, retired: ReadonlySet<string>): Promise<Rewritten> {
     const opened = await files.open(false, retired);
@@ -80,19 +108,24 @@ export async function rewrite(files: CacheDir, options: CompactionOptions, retir
             return servable(record.key, record) && (newer === undefined || newer.fetchedAt < record.fetchedAt);
         };
 
-        // Pass 1: how much there is, so the oldest can be dropped in pass 2 (the files run oldest first).
+        // Pass 1: how much there is, so the oldest can be dropped in pass 2 (the files run oldest first). What each
+        // snapshot line is worth is noted here, so pass 2 copies lines without decoding them again.
         const total = { positive: 0, negative: 0, bytes: 0 };
         const count = (negative: boolean, bytes: number): void => {
             total[negative ? 'negative' : 'positive']++;
             total.bytes += bytes;
         };
         const snapshot = opened.snapshot;
+        const verdicts = new Verdicts();
         let snapshotOk = false;
         if (snapshot !== null) {
-            const onRecord = (record: DiskRecord): void => {
-                if (fromSnapshot(record)) count(record.negative, record.end - record.start + 1);
+            const record = emptyRecord();
+            const onLine = (buffer: Buffer, start: number, end: number): void => {
+                const kept = readRecord(buffer, start, end, record) && fromSnapshot(record);
+                verdicts.push(kept ? (record.negative ? Verdict.KeepNegative : Verdict.Keep) : Verdict.Drop);
+                if (kept) count(record.negative, end - start + 1);
             };
-            snapshotOk = (await files.readEntries(CACHE_FILE_NAME, snapshot, 'snapshot', onRecord, { slicer, warn: false })) !== null;
+            snapshotOk = (await files.readEntryLines(CACHE_FILE_NAME, snapshot, 'snapshot', onLine, { slicer, warn: false })) !== null;
         }
         for (const [key, record] of newest) {
             if (servable(key, record)) count(record.negative, record.bytes);
@@ -120,12 +153,14 @@ export async function rewrite(files: CacheDir, options: CompactionOptions, retir
             const out = new ByteSink(handle);
             out.pushText(headerLine);
             if (snapshot !== null && snapshotOk) {
-                const onRecord = (record: DiskRecord): void => {
-                    if (!fromSnapshot(record) || !admit(record.negative, record.end - record.start + 1)) return;
-                    out.pushLine(record.buffer, record.start, record.end);
+                let line = 0;
+                const onLine = (buffer: Buffer, start: number, end: number): void => {
+                    const verdict = verdicts.at(line++);
+                    if (verdict === Verdict.Drop || !admit(verdict === Verdict.KeepNegative, end - start + 1)) return;
+                    out.pushLine(buffer, start, end);
                     entries++;
                 };
-                await files.readEntries(CACHE_FILE_NAME, snapshot, 'snapshot', onRecord, {
+                await files.readEntryLines(CACHE_FILE_NAME, snapshot, 'snapshot', onLine, {
                     slicer,
                     warn: false,
                     afterChunk: () => out.drain()

@@ -102,22 +102,50 @@ export class CacheDir {
     }
 
     /**
-     * Hands each entry line of one file to `onRecord`; resolves the file's header, or null when the file is not one
-     * of ours (then nothing of it is used). `afterChunk` runs after each chunk read, for a caller writing as it reads.
+     * Hands each entry line of one file to `onRecord`; resolves the file's header, or null when the file is not one of
+     * ours (then nothing of it is used).
      */
     async readEntries(
         name: string,
         file: { handle: FileHandle; size: number },
         kind: Header['kind'],
         onRecord: (record: DiskRecord) => void,
+        options: { slicer: Slicer; warn: boolean }
+    ): Promise<Header | null> {
+        let corrupt = 0;
+        const header = await this.readEntryLines(
+            name,
+            file,
+            kind,
+            (buffer, start, end) => {
+                const record = toRecord(buffer, start, end);
+                if (record === null) corrupt++;
+                else onRecord(record);
+            },
+            options
+        );
+        if (corrupt > 0 && options.warn)
+            this.logger.warn('cache file lines ignored: not valid JSON or not an entry', { path: join(this.dir, name), lines: corrupt });
+        return header;
+    }
+
+    /**
+     * Hands each complete line after a valid header to `onLine`, undecoded: what `readEntries` decodes, for a caller
+     * that reads a file twice and need not decode it again. `afterChunk` runs after each chunk read, for a caller
+     * writing as it reads.
+     */
+    async readEntryLines(
+        name: string,
+        file: { handle: FileHandle; size: number },
+        kind: Header['kind'],
+        onLine: (buffer: Buffer, start: number, end: number) => void,
         options: { slicer: Slicer; warn: boolean; afterChunk?: () => Promise<void> }
     ): Promise<Header | null> {
         const path = join(this.dir, name);
-        const warn = (msg: string, fields: Record<string, unknown> = {}): void => {
-            if (options.warn) this.logger.warn(msg, { path, ...fields });
+        const warn = (msg: string): void => {
+            if (options.warn) this.logger.warn(msg, { path });
         };
         let header: Header | null | undefined;
-        let corrupt = 0;
         await readLines(
             file.handle,
             file.size,
@@ -138,15 +166,11 @@ export class CacheDir {
                     return;
                 }
                 // A last line without its newline is an append a crash cut short: expected, not worth a warning.
-                if (!complete) return;
-                const record = toRecord(buffer, start, end);
-                if (record === null) corrupt++;
-                else onRecord(record);
+                if (complete) onLine(buffer, start, end);
             },
             options.slicer,
             options.afterChunk
         );
-        if (corrupt > 0) warn('cache file lines ignored: not valid JSON or not an entry', { lines: corrupt });
         return header ?? null;
     }
 }

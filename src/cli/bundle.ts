@@ -46,8 +46,8 @@ function writeCache(file: string, hash: Buffer, data: Buffer): void {
 }
 
 /**
- * Runs the bundle at `file` and returns its exports, or null when there is none (a build that ran tsc alone): the
- * caller then imports the modules one by one. Without a usable cache, the process writes one when it exits, once it
+ * Runs the bundle at `file` and returns its command line, or null when there is none (a build that ran tsc alone):
+ * the caller then imports the modules one by one. Without a usable cache, the process writes one when it exits, once it
  * has served: by then V8 has compiled what a session needs, and the cache holds all of it.
  */
 export function loadBundle(file: string): Main | null {

@@ -28,9 +28,9 @@ export interface ServerDeps extends ToolDeps {
     /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
     symbols?: SymbolCompleter;
     /**
-     * Readies what the first tool call needs (undici's Agent, a connection to the upstream), once per process: started
-     * when the tool list has been answered, it runs while the client reads the list. Sends no request (no credit);
-     * never rejects.
+     * Readies what the first tool call needs (undici's Agent, a connection to the upstream), once per process: the
+     * stdio server starts it once connected, any server when it has answered the tool list (the first start does the
+     * work). Sends no request (no credit); never rejects.
      */
     warmUp?: () => Promise<void>;
 }

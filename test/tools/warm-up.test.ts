@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer } from '../../src/server.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { inProcessServer } from '../helpers/in-process.js';
+import { startServer } from '../helpers/server-process.js';
 
 const levels = (logs: string[]): string[] => logs.map(line => (JSON.parse(line) as { level: string }).level);
 
@@ -77,6 +78,23 @@ describe('the warm-up', () => {
 
             const result = await server.call('get_price', { symbols: ['BTC'] });
             expect(result.isError).toBe(true);
+        } finally {
+            await server.close();
+        }
+    });
+
+    it('starts in the stdio server once it is connected, before any tool list: one connection, no request', async () => {
+        await fake.until(() => fake.connections() === 0);
+        const requests = fake.count();
+        // startServer returns once `initialize` is answered; the client has asked for nothing else.
+        const { server } = await startServer({
+            TOKEN_METRICS_API_KEY: 'tm-warm-0000-0000-stdio',
+            TOKEN_METRICS_BASE_URL: fake.baseUrl,
+            CRYPTO_INTEL_CACHE_DIR: 'off'
+        });
+        try {
+            await fake.until(() => fake.connections() === 1);
+            expect(fake.count()).toBe(requests);
         } finally {
             await server.close();
         }

@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-    { ignores: ['dist/', 'node_modules/', 'coverage/', 'bench/results/', '*.mcpb', 'mcpb-stage/'] },
+    { ignores: ['dist/', 'node_modules/', 'coverage/', 'bench/results/', '*.mcpb', 'mcpb-stage/', '.unbundled-*/'] },
     js.configs.recommended,
     ...tseslint.configs.recommendedTypeChecked,
     {

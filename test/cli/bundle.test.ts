@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startServer } from '../helpers/server-process.js';
+import { CLI_PATH, startServer } from '../helpers/server-process.js';
+import { ROOT } from '../packaging/support.js';
 
 /**
  * The entry point's loader (src/cli/bundle.ts), run as the CLI runs it: in a process of its own, since the code cache
@@ -121,5 +122,56 @@ describe('the built CLI', () => {
         // Other tests' servers may have written the cache already: the first start says either.
         expect(['none', 'used']).toContain((await readyLine()).codeCache);
         expect((await readyLine()).codeCache).toBe('used');
+    });
+});
+
+describe.skipIf(!CLI_PATH.endsWith(join('dist', 'src', 'cli.js')))('the built CLI without its bundle (tsc alone)', () => {
+    it('imports the modules one by one and serves the same tools', async () => {
+        // Inside the project, so that its node_modules resolve as they do for dist/.
+        const copy = mkdtempSync(join(ROOT, '.unbundled-'));
+        try {
+            for (const part of ['src', 'tools']) {
+                cpSync(join(ROOT, 'dist', part), join(copy, 'dist', part), { recursive: true, filter: file => !file.endsWith('.map') });
+            }
+            cpSync(join(ROOT, 'package.json'), join(copy, 'package.json'));
+            const child = spawn(process.execPath, [join(copy, 'dist', 'src', 'cli.js')], {
+                env: { PATH: process.env.PATH ?? '', HOME: tmpdir(), CRYPTO_INTEL_CACHE_DIR: 'off', CRYPTO_INTEL_LOG_LEVEL: 'info' },
+                stdio: ['pipe', 'pipe', 'pipe']
+            });
+            let stdout = '';
+            let stderr = '';
+            child.stdout.on('data', chunk => (stdout += String(chunk)));
+            child.stderr.on('data', chunk => (stderr += String(chunk)));
+            const exited = new Promise(resolve => child.on('exit', resolve));
+            const messages = [
+                {
+                    jsonrpc: '2.0',
+                    id: 1,
+                    method: 'initialize',
+                    params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } }
+                },
+                { jsonrpc: '2.0', method: 'notifications/initialized' },
+                { jsonrpc: '2.0', id: 2, method: 'tools/list', params: {} }
+            ];
+            child.stdin.write(messages.map(message => `${JSON.stringify(message)}\n`).join(''));
+            child.stdin.end();
+            await exited;
+            const answers = stdout
+                .trim()
+                .split('\n')
+                .map(line => JSON.parse(line) as { id?: number; result?: { tools?: Array<{ name: string }> } });
+            const bundled = await startServer({ CRYPTO_INTEL_CACHE_DIR: 'off' });
+            try {
+                const { tools } = await bundled.client.listTools();
+                expect(answers.find(answer => answer.id === 2)?.result?.tools?.map(tool => tool.name)).toEqual(
+                    tools.map(tool => tool.name)
+                );
+            } finally {
+                await bundled.server.close();
+            }
+            expect(stderr).toContain('"codeCache":"unbundled"');
+        } finally {
+            rmSync(copy, { recursive: true, force: true });
+        }
     });
 });

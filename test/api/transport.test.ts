@@ -1,19 +1,10 @@
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UpstreamTransport } from '../../src/api/transport.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
+import { freePort } from '../helpers/ports.js';
 
 const KEY = 'tm-transport-0000-7c1e';
-
-/** A port nothing listens on: bound, then released. */
-async function closedPort(): Promise<number> {
-    const server = createServer();
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
-    await new Promise<void>(resolve => server.close(() => resolve()));
-    return port;
-}
 
 describe('warming the transport', () => {
     let fake: FakeUpstream;
@@ -67,12 +58,12 @@ describe('warming the transport', () => {
 
     it('rejects when the upstream cannot be reached, and requests go on as without it', async () => {
         transport = new UpstreamTransport({ attemptTimeoutMs: 5_000, concurrency: 2 });
-        await expect(transport.warm(new URL(`http://127.0.0.1:${await closedPort()}/v2`))).rejects.toThrow();
+        await expect(transport.warm(new URL(`http://127.0.0.1:${await freePort()}/v2`))).rejects.toThrow();
         const response = await transport.send(tokens(), KEY, AbortSignal.timeout(5_000));
         expect(response.status).toBe(200);
     });
 
-    it("loads undici's own modules, not its index (fetch, WebSocket, mocks): a later undici that moved them falls back to it", async () => {
+    it("loads undici's own modules, not its index (fetch, WebSocket, mocks)", async () => {
         transport = new UpstreamTransport({ attemptTimeoutMs: 5_000, concurrency: 2 });
         await transport.warm(origin());
         const loaded = Object.keys(createRequire(import.meta.url).cache);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI_PATH, startServer } from '../helpers/server-process.js';
-import { ROOT } from '../packaging/support.js';
+import { ROOT, run, type Ran } from '../packaging/support.js';
 
 /**
  * The entry point's loader (src/cli/bundle.ts), run as the CLI runs it: in a process of its own, since the code cache
@@ -23,7 +23,7 @@ let dir: string;
 let bundle: string;
 const cacheFile = (): string => `${bundle}.${process.version}-${process.arch}.v8cache`;
 
-function runLoader(env: Record<string, string> = { SERVE: '1' }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runLoader(env: Record<string, string> = { SERVE: '1' }): Promise<Ran> {
     const driver = join(dir, 'driver.mjs');
     writeFileSync(
         driver,
@@ -31,24 +31,13 @@ function runLoader(env: Record<string, string> = { SERVE: '1' }): Promise<{ code
             `const main = loadBundle(${JSON.stringify(bundle)});\n` +
             `if (main === null) process.stdout.write('no bundle'); else await main();\n`
     );
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [driver], {
-            env: { PATH: process.env.PATH ?? '', ...env },
-            stdio: ['ignore', 'pipe', 'pipe']
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', chunk => (stdout += String(chunk)));
-        child.stderr.on('data', chunk => (stderr += String(chunk)));
-        child.on('error', reject);
-        child.on('exit', code => resolve({ code, stdout, stderr }));
-    });
+    return run(process.execPath, [driver], { env: { PATH: process.env.PATH ?? '', ...env }, timeoutMs: 30_000 });
 }
 
 const reported = async (env?: Record<string, string>): Promise<string> => {
-    const run = await runLoader(env);
-    expect(run.code, run.stderr).toBe(0);
-    return run.stdout === 'no bundle' ? run.stdout : (JSON.parse(run.stdout) as { codeCache: string }).codeCache;
+    const ran = await runLoader(env);
+    expect(ran.code, ran.stderr).toBe(0);
+    return ran.stdout === 'no bundle' ? ran.stdout : (JSON.parse(ran.stdout) as { codeCache: string }).codeCache;
 };
 
 describe.skipIf(!existsSync(fileURLToPath(LOADER)))('the bundle loader and its code cache', () => {

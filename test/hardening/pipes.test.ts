@@ -1,8 +1,8 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { CLI_PATH } from '../helpers/server-process.js';
+import { freePort } from '../helpers/ports.js';
 
 /**
  * Issue 16, finding 2 (a broken log pipe made a busy loop) and the stdio items of finding 8 (a request written just
@@ -110,14 +110,6 @@ const INITIALIZED = { jsonrpc: '2.0', method: 'notifications/initialized' };
 const call = (id: number, name: string, args: object) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
 
 const notificationCount = (lines: readonly string[]) => lines.filter(line => line.includes('"notifications/message"')).length;
-
-async function freePort(): Promise<number> {
-    const server = createServer();
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as { port: number }).port;
-    await new Promise<void>(resolve => server.close(() => resolve()));
-    return port;
-}
 
 describe('finding 2: a broken stderr pipe', () => {
     let fake: FakeUpstream;

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './ports.js';
 
 /** Whether `redis-server` is on the PATH (`.ci/run` installs it; a developer may not have it). */
 export const HAS_REDIS = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -14,15 +15,6 @@ export function redisTestsEnabled(): boolean {
         throw new Error('redis-server is not installed: .ci/run installs it with apt-get install -y redis-server');
     process.stderr.write('redis-server not found: skipping the Redis tests (apt-get install redis-server to run them)\n');
     return false;
-}
-
-/** A port nothing listens on right now: bind to port 0 on loopback, read the port, close. */
-export async function freePort(): Promise<number> {
-    const server = createServer();
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
-    await new Promise<void>(resolve => server.close(() => resolve()));
-    return port;
 }
 
 /** Resolves once a TCP connection to the port opens, polling for up to `timeoutMs`. */

@@ -7,7 +7,8 @@ import { connectRedis, type SharedServices } from '../../src/redis/index.js';
 import { KEY_PREFIX } from '../../src/redis/tier.js';
 import { harness, type Harness } from '../cache/helpers.js';
 import { FakeClock, RecordingLogger } from '../cache/fakes.js';
-import { freePort, RedisServer, redisTestsEnabled } from '../helpers/redis-server.js';
+import { freePort } from '../helpers/ports.js';
+import { RedisServer, redisTestsEnabled } from '../helpers/redis-server.js';
 import { DAILY_OHLCV, MOONSHOTS, PRICES, TM_GRADES, TOKENS } from '../../src/endpoints/registry.js';
 
 const SECOND = 1000;

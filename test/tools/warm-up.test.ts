@@ -1,22 +1,13 @@
-import { createServer as createNetServer } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer } from '../../src/server.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { inProcessServer } from '../helpers/in-process.js';
+import { freePort } from '../helpers/ports.js';
 import { startServer } from '../helpers/server-process.js';
 
 const levels = (logs: string[]): string[] => logs.map(line => (JSON.parse(line) as { level: string }).level);
-
-/** A port nothing listens on: bound, then released. */
-async function closedPort(): Promise<number> {
-    const server = createNetServer();
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
-    await new Promise<void>(resolve => server.close(() => resolve()));
-    return port;
-}
 
 describe('the warm-up', () => {
     let fake: FakeUpstream;
@@ -68,7 +59,7 @@ describe('the warm-up', () => {
 
     it('is harmless when the upstream cannot be reached: it resolves, says so at debug only, and calls answer as before', async () => {
         const server = await inProcessServer(fake, {
-            TOKEN_METRICS_BASE_URL: `http://127.0.0.1:${await closedPort()}/v2`,
+            TOKEN_METRICS_BASE_URL: `http://127.0.0.1:${await freePort()}/v2`,
             CRYPTO_INTEL_MAX_RETRIES: '0'
         });
         try {

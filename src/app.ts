@@ -25,6 +25,8 @@ export interface RuntimeBase {
     logger: Logger;
     redactor: Redactor;
     shared?: SharedServices;
+    /** Told each time a tool call has its answer (the entry point's code cache waits for one). */
+    answered?: () => void;
 }
 
 /** Everything a running server holds, built from Config; `close()` flushes the cache and frees sockets. */
@@ -55,7 +57,7 @@ export function upstreamOptions(config: Config): HttpOptions {
 
 /** Composition root: the only place that wires modules together. */
 export function createRuntime(config: Config, base: RuntimeBase): Runtime {
-    const { clock, logger, redactor, shared } = base;
+    const { clock, logger, redactor, shared, answered } = base;
     const keys = new KeyManager({
         ...keySources(config),
         redactor,
@@ -114,6 +116,7 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
             market,
             resolver,
             clock,
+            answered,
             logger,
             redactor,
             callDeadlineMs: config.upstream.deadlineMs,

@@ -33,6 +33,8 @@ export interface ServerDeps extends ToolDeps {
      * work). Sends no request (no credit); never rejects.
      */
     warmUp?: () => Promise<void>;
+    /** Told each time a tool call has its answer, failed or not. */
+    answered?: () => void;
 }
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -91,6 +93,8 @@ function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): vo
             } catch (error) {
                 const timedOut = deadline.aborted && !extra.signal.aborted;
                 return toolErrorResult(tool.name, timedOut ? upstreamTimeout(deps.callDeadlineMs) : error, deps);
+            } finally {
+                deps.answered?.();
             }
         }
     );

@@ -19,26 +19,41 @@ export type Main = (hooks?: Hooks) => Promise<void>;
 const HASH_BYTES = 32;
 
 /**
+ * What the process that wrote a cache had run, in the byte after the hash. A cache is only as good as that run: one
+ * written by a process that only shook hands lacks the tool calls' code, which every later first call then compiles
+ * (~10 ms), so the first process to answer a tool call from such a cache writes it again.
+ */
+const STARTED = 0;
+const ANSWERED = 1;
+type Coverage = typeof STARTED | typeof ANSWERED;
+
+interface Cache {
+    data: Buffer;
+    coverage: Coverage;
+}
+
+/**
  * The cache sits beside the bundle, one file per Node version and architecture, since V8 rejects another's. V8 itself
  * checks only the source's length, hence the hash. The file is written where the bundle is writable (a clone, an
  * extension's folder) and simply not made where it is not (a global install by root): starts are then uncached.
  */
 const cacheFileFor = (bundle: string): string => `${bundle}.${process.version}-${process.arch}.v8cache`;
 
-function readCache(file: string, hash: Buffer): Buffer | undefined {
+function readCache(file: string, hash: Buffer): Cache | undefined {
     try {
-        const data = readFileSync(file);
-        return data.subarray(0, HASH_BYTES).equals(hash) ? data.subarray(HASH_BYTES) : undefined;
+        const bytes = readFileSync(file);
+        if (!bytes.subarray(0, HASH_BYTES).equals(hash)) return undefined;
+        return { coverage: bytes[HASH_BYTES] === ANSWERED ? ANSWERED : STARTED, data: bytes.subarray(HASH_BYTES + 1) };
     } catch {
         return undefined;
     }
 }
 
 /** Written whole or not at all (a rename), so that processes starting meanwhile read the old file or the new one. */
-function writeCache(file: string, hash: Buffer, data: Buffer): void {
+function writeCache(file: string, hash: Buffer, coverage: Coverage, data: Buffer): void {
     const temporary = `${file}.${process.pid}.tmp`;
     try {
-        writeFileSync(temporary, Buffer.concat([hash, data]));
+        writeFileSync(temporary, Buffer.concat([hash, Buffer.of(coverage), data]));
         renameSync(temporary, file);
     } catch {
         rmSync(temporary, { force: true });
@@ -48,7 +63,8 @@ function writeCache(file: string, hash: Buffer, data: Buffer): void {
 /**
  * Runs the bundle at `file` and returns its command line, or null when there is none (a build that ran tsc alone):
  * the caller then imports the modules one by one. Without a usable cache, the process writes one when it exits, once it
- * has served: by then V8 has compiled what a session needs, and the cache holds all of it.
+ * has served: by then V8 has compiled what a session needs, and the cache holds all of it. A cache from a process that
+ * answered no tool call is written again by the first that does.
  */
 export function loadBundle(file: string): Main | null {
     let source: string;
@@ -59,22 +75,31 @@ export function loadBundle(file: string): Main | null {
     }
     const hash = createHash('sha256').update(source).digest();
     const cacheFile = cacheFileFor(file);
-    const cachedData = readCache(cacheFile, hash);
+    const cache = readCache(cacheFile, hash);
     const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
         filename: file,
-        cachedData
+        cachedData: cache?.data
     });
     const module = { exports: {} as { main: Main } };
     const run = script.runInThisContext() as (...args: unknown[]) => void;
     run.call(module.exports, module.exports, createRequire(file), module, file, dirname(file));
 
-    const codeCache = cachedData === undefined ? 'none' : script.cachedDataRejected === true ? 'rejected' : 'used';
+    const codeCache = cache === undefined ? 'none' : script.cachedDataRejected === true ? 'rejected' : 'used';
     const { main } = module.exports;
+    let writing: Coverage | undefined;
+    /** Keeps what this process compiled, once, at exit: nothing is written while anyone waits. */
+    const writeAtExit = (coverage: Coverage): void => {
+        if (writing === undefined) process.once('exit', () => writeCache(cacheFile, hash, writing ?? coverage, script.createCachedData()));
+        writing = coverage;
+    };
     return () =>
         main({
             codeCache,
             serving: () => {
-                if (codeCache !== 'used') process.once('exit', () => writeCache(cacheFile, hash, script.createCachedData()));
+                if (codeCache !== 'used') writeAtExit(STARTED);
+            },
+            answered: () => {
+                if (writing !== ANSWERED && (codeCache !== 'used' || cache?.coverage === STARTED)) writeAtExit(ANSWERED);
             }
         });
 }

@@ -63,7 +63,7 @@ function flushStdout(limitMs: number): Promise<void> {
 async function serveStdio(config: Config, hooks: Hooks): Promise<void> {
     const redactor = new Redactor();
     const logger = new StderrLogger(config.logLevel, redactor);
-    const runtime = await openRuntime(config, { clock: systemClock, logger, redactor });
+    const runtime = await openRuntime(config, { clock: systemClock, logger, redactor, answered: hooks.answered });
     const server = createServer(runtime.deps);
     let stdoutOpen = true;
     let notices = { second: 0, sent: 0 };
@@ -133,7 +133,7 @@ async function serveHttp(config: Config, hooks: Hooks): Promise<void> {
     // Tokens are secrets like keys: if one ever reaches a log line, it leaves as a fingerprint.
     for (const token of config.http.tokens) redactor.register(token);
     const logger = new StderrLogger(config.logLevel, redactor);
-    const runtime = await openRuntime(config, { clock: systemClock, logger, redactor });
+    const runtime = await openRuntime(config, { clock: systemClock, logger, redactor, answered: hooks.answered });
     const { startHttpServer, MCP_PATH } = await import('../http/serve.js');
     const server = await startHttpServer({ http: config.http, baseUrl: config.baseUrl, runtime, clock: systemClock, logger });
 
@@ -162,6 +162,8 @@ export interface Hooks {
     codeCache?: 'used' | 'none' | 'rejected';
     /** Called once this process is a server: not for --help, doctor or keys, whose runs are no model for a cache. */
     serving?(): void;
+    /** Called each time a tool call has its answer. */
+    answered?: () => void;
 }
 
 /** Runs the command line. */

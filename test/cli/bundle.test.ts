@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ const LOADER = new URL('../../dist/src/cli/bundle.js', import.meta.url).href;
 const STAND_IN = `exports.main = async hooks => {
     process.stdout.write(JSON.stringify({ codeCache: hooks.codeCache }));
     if (process.env.SERVE === '1') hooks.serving();
+    if (process.env.ANSWER === '1') hooks.answered();
 };
 `;
 
@@ -62,6 +63,31 @@ describe.skipIf(!existsSync(fileURLToPath(LOADER)))('the bundle loader and its c
         expect(await reported()).toBe('used');
         // Nothing but the cache itself is left beside the bundle (no temporary file).
         expect(readdirSync(dir).sort()).toEqual(['driver.mjs', 'server.cjs', cacheFile().slice(dir.length + 1)].sort());
+    });
+
+    it('writes again a cache whose process answered no tool call, once a process answers one, and then keeps it', async () => {
+        // The byte after the hash says what the writer ran: 0, it only shook hands; 1, it answered a tool call.
+        const coverage = (): number | undefined => readFileSync(cacheFile())[32];
+        const inode = (): number => statSync(cacheFile()).ino;
+        expect(await reported()).toBe('none');
+        expect(coverage()).toBe(0);
+        const handshakeOnly = inode();
+        // Another handshake teaches V8 nothing new: the file stays as it is.
+        expect(await reported()).toBe('used');
+        expect(inode()).toBe(handshakeOnly);
+
+        expect(await reported({ SERVE: '1', ANSWER: '1' })).toBe('used');
+        expect(coverage()).toBe(1);
+        const answered = inode();
+        expect(answered).not.toBe(handshakeOnly);
+        expect(await reported({ SERVE: '1', ANSWER: '1' })).toBe('used');
+        expect(await reported()).toBe('used');
+        expect(inode()).toBe(answered);
+    });
+
+    it('marks a first cache written after a tool call as such', async () => {
+        expect(await reported({ SERVE: '1', ANSWER: '1' })).toBe('none');
+        expect(readFileSync(cacheFile())[32]).toBe(1);
     });
 
     it('writes no cache for a run that never became a server (--help, doctor, keys)', async () => {

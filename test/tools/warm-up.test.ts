@@ -101,4 +101,28 @@ describe('the warm-up', () => {
             await server.close();
         }
     });
+
+    it('tells the entry point of every answered tool call, a failed one included, and of nothing else', async () => {
+        // The entry point waits for one before it keeps V8's code cache (src/cli/bundle.ts).
+        const own = await FakeUpstream.start();
+        const base = await inProcessServer(own);
+        const answered = vi.fn();
+        const server = createServer({ ...base.runtime.deps, answered });
+        const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+        const client = new Client({ name: 'answered-test', version: '1.0.0' });
+        await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
+        try {
+            await client.listTools();
+            expect(answered).not.toHaveBeenCalled();
+            expect((await client.callTool({ name: 'get_price', arguments: { symbols: ['BTC'] } })).isError).toBeFalsy();
+            expect(answered).toHaveBeenCalledTimes(1);
+            expect((await client.callTool({ name: 'get_grades', arguments: { symbol: 'NOSUCHTOKEN1' } })).isError).toBe(true);
+            expect(answered).toHaveBeenCalledTimes(2);
+        } finally {
+            await client.close();
+            await server.close();
+            await base.close();
+            await own.close();
+        }
+    });
 });

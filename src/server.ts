@@ -1,6 +1,7 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation';
 import {
     ListToolsRequestSchema,
     SetLevelRequestSchema,
@@ -101,11 +102,18 @@ function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): vo
 }
 
 /**
- * One JSON Schema validator for every server: the SDK otherwise builds a fresh Ajv for each McpServer, which the
- * stateless HTTP transport makes for every request (a large share of a request's CPU). It only serves elicitation
- * schemas, which these tools never send, so sharing it shares no state between callers.
+ * One JSON Schema validator for every server, made the first time a schema needs one. The SDK otherwise builds a fresh
+ * Ajv for each McpServer, which the stateless HTTP transport makes for every request (a large share of a request's
+ * CPU), and the stdio server would build one at start-up (~6 ms and its garbage) for nothing: it only serves
+ * elicitation schemas, which these tools never send. Sharing it shares no state between callers.
  */
-let sharedValidator: AjvJsonSchemaValidator | undefined;
+const sharedValidator: jsonSchemaValidator = {
+    getValidator<T>(schema: JsonSchemaType): JsonSchemaValidator<T> {
+        ajv ??= new AjvJsonSchemaValidator();
+        return ajv.getValidator<T>(schema);
+    }
+};
+let ajv: AjvJsonSchemaValidator | undefined;
 
 /** Builds the MCP server with every tool; the stdio and HTTP transports both call this. */
 export function createServer(deps: ServerDeps): McpServer {
@@ -114,7 +122,7 @@ export function createServer(deps: ServerDeps): McpServer {
         {
             capabilities: { logging: {} },
             instructions: INSTRUCTIONS,
-            jsonSchemaValidator: (sharedValidator ??= new AjvJsonSchemaValidator())
+            jsonSchemaValidator: sharedValidator
         }
     );
     for (const tool of TOOLS) register(server, tool, deps);

@@ -6,6 +6,24 @@ import { readFileSync, rmSync } from 'node:fs';
 import process from 'node:process';
 
 const OUT_DIR = 'dist/bundle';
+
+/**
+ * undici's HTTP/2 client loads node:http2 (and with it node:tls) when the bundle starts, ~5 ms and their garbage on
+ * every start, for connections this server never makes: its Agent does not allow HTTP/2. In the bundle, that require
+ * fails, which undici handles as a runtime without HTTP/2.
+ */
+const withoutHttp2 = {
+    name: 'without-http2',
+    setup(build) {
+        build.onResolve({ filter: /^node:http2$/ }, args =>
+            args.importer.includes('undici') ? { path: 'node:http2', namespace: 'without-http2' } : undefined
+        );
+        build.onLoad({ filter: /.*/, namespace: 'without-http2' }, () => ({
+            contents: "throw new Error('HTTP/2 is not used by crypto-intel-mcp');",
+            loader: 'js'
+        }));
+    }
+};
 const OUT_FILE = `${OUT_DIR}/server.cjs`;
 
 rmSync(OUT_DIR, { recursive: true, force: true });
@@ -18,6 +36,7 @@ await build({
     target: 'node20.18',
     // Loaded only when a Redis URL is configured, from node_modules as before.
     external: ['ioredis'],
+    plugins: [withoutHttp2],
     // The modules find package.json and the SDK's files relative to themselves; in the bundle, relative to it.
     define: { 'import.meta.url': '__bundleUrl' },
     banner: { js: "var __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },

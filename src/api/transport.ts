@@ -11,6 +11,7 @@ import request from 'undici/lib/api/api-request.js';
 import buildConnectorFn from 'undici/lib/core/connect.js';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import { DEFAULT_MAX_BODY_BYTES, readCapped } from './body.js';
+import { warmHttpParser } from './parser-warm-up.js';
 
 /** One upstream answer as it came: status, headers and the body as text. */
 export interface RawResponse {
@@ -67,9 +68,10 @@ export class UpstreamTransport {
     }
 
     /**
-     * Makes the Agent and opens a connection to `origin` (TCP, and TLS for https) that the first request
-     * takes, so that none of it is in the first call's way. No request goes out: nothing is spent. Rejects when the
-     * connection could not be opened; the first request then opens its own and reports what fails.
+     * Makes the Agent, opens a connection to `origin` (TCP, and TLS for https) that the first request takes, and
+     * readies undici's HTTP/1 parser in memory (parser-warm-up.ts), so that none of it is in the first call's way.
+     * No request goes out: nothing is spent. Rejects when the connection could not be opened; the first request then
+     * opens its own and reports what fails.
      */
     async warm(origin: URL): Promise<void> {
         this.agent();
@@ -90,6 +92,7 @@ export class UpstreamTransport {
         const spare: Spare = { origin: origin.origin, socket: socket.then(parked => this.park(spare, parked)).catch(() => null) };
         this.spare = spare;
         await socket;
+        await warmHttpParser();
     }
 
     async close(): Promise<void> {

@@ -1,4 +1,4 @@
-// The three undici modules the transport imports by path (src/api/transport.ts): the package types only its index.
+// The undici modules imported by path (src/api/transport.ts, parser-warm-up.ts): the package types only its index.
 declare module 'undici/lib/dispatcher/agent.js' {
     import type { Agent } from 'undici';
     const AgentClass: typeof Agent;
@@ -16,4 +16,10 @@ declare module 'undici/lib/core/connect.js' {
     import type { buildConnector } from 'undici';
     const build: typeof buildConnector;
     export default build;
+}
+
+declare module 'undici/lib/dispatcher/client.js' {
+    import type { Client } from 'undici';
+    const ClientClass: typeof Client;
+    export default ClientClass;
 }

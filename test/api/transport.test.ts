@@ -1,10 +1,25 @@
 import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Socket } from 'node:net';
+import { warmHttpParser } from '../../src/api/parser-warm-up.js';
 import { UpstreamTransport } from '../../src/api/transport.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { freePort } from '../helpers/ports.js';
 
 const KEY = 'tm-transport-0000-7c1e';
+
+describe('warming the HTTP parser', () => {
+    it('runs a request and its answer through undici in memory, opening no socket, as often as asked', async () => {
+        const connect = vi.spyOn(Socket.prototype, 'connect');
+        try {
+            await warmHttpParser();
+            await warmHttpParser();
+            expect(connect).not.toHaveBeenCalled();
+        } finally {
+            connect.mockRestore();
+        }
+    });
+});
 
 describe('warming the transport', () => {
     let fake: FakeUpstream;

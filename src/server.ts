@@ -29,7 +29,7 @@ export interface ServerDeps extends ToolDeps {
     /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
     symbols?: SymbolCompleter;
     /**
-     * Readies what the first tool call needs (undici's Agent, a connection to the upstream), once per process: the
+     * Readies what the first tool call needs (undici's Agent and HTTP parser, a connection to the upstream), once per process: the
      * stdio server starts it once connected, any server when it has answered the tool list (the first start does the
      * work). Sends no request (no credit); never rejects.
      */

@@ -100,8 +100,8 @@ export class UpstreamHttp {
     }
 
     /**
-     * Readies the HTTP client ahead of the first request: makes the Agent and opens a connection to the upstream,
-     * sending nothing on it (no credit). Never rejects: what fails here, the first request meets and reports.
+     * Readies the HTTP client ahead of the first request: makes the Agent, readies its parser and opens a connection to
+     * the upstream, sending nothing on it (no credit). Never rejects: what fails here, the first request meets and reports.
      */
     warm(): Promise<void> {
         return this.transport.warm(this.base).catch((error: unknown) =>

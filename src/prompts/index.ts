@@ -192,14 +192,42 @@ async function compareTokens(raw: string, deps: PromptDeps, signal: AbortSignal)
  * The three prompts a client offers in its menu, with completing arguments; data comes through the tools' own cache,
  * within a tool call's deadline and upstream share (`inToolCall`), as a tool call's does.
  */
+/**
+ * The prompts' argument schemas, built once per set of dependencies (one per process): zod builds schemas slowly, and
+ * the HTTP server registers the prompts on a fresh McpServer for every request, where building these was four fifths
+ * of building the server. The schemas are only read, so every server of the process can share them.
+ */
+const argumentSchemas = new WeakMap<PromptDeps, ReturnType<typeof buildArgumentSchemas>>();
+
+function buildArgumentSchemas(deps: PromptDeps) {
+    return {
+        briefing: { symbol: symbolArgument(deps, 'A token symbol, name or Token Metrics id, e.g. "SOL".') },
+        scan: {
+            max_market_cap: completable(z.string().max(32).optional().describe('Largest market cap in USD, e.g. 50000000 or 50M.'), value =>
+                MARKET_CAPS.filter(cap => cap.startsWith((value ?? '').trim()))
+            ),
+            min_trader_grade: completable(z.string().max(8).optional().describe('Lowest trader grade, 0 to 100, e.g. 70.'), value =>
+                TRADER_GRADES.filter(option => option.startsWith((value ?? '').trim()))
+            )
+        },
+        compare: {
+            symbols: completable(z.string().min(1).max(200).describe('2 to 5 tokens, comma-separated, e.g. "BTC,ETH,SOL".'), async value =>
+                deps.symbols ? completeListItem(value, prefix => deps.symbols!.complete(prefix)) : []
+            )
+        }
+    };
+}
+
 export function registerPrompts(server: McpServer, deps: PromptDeps): void {
+    let schemas = argumentSchemas.get(deps);
+    if (schemas === undefined) argumentSchemas.set(deps, (schemas = buildArgumentSchemas(deps)));
     server.registerPrompt(
         'token_briefing',
         {
             title: 'Token briefing',
             description:
                 "One token's price, AI grades and current signal with its evidence, in one message to answer from (up to 6 credits cold, cached after).",
-            argsSchema: { symbol: symbolArgument(deps, 'A token symbol, name or Token Metrics id, e.g. "SOL".') }
+            argsSchema: schemas.briefing
         },
         async ({ symbol }, extra) =>
             inToolCall(deps.clock, deps.callDeadlineMs, () => tokenBriefing(symbol.trim(), deps, callSignal(deps, extra.signal)))
@@ -209,15 +237,7 @@ export function registerPrompts(server: McpServer, deps: PromptDeps): void {
         {
             title: 'Moonshot scan',
             description: "Today's active Token Metrics moonshots, filtered, for the model to pick from (1 credit, cached 15 min).",
-            argsSchema: {
-                max_market_cap: completable(
-                    z.string().max(32).optional().describe('Largest market cap in USD, e.g. 50000000 or 50M.'),
-                    value => MARKET_CAPS.filter(cap => cap.startsWith((value ?? '').trim()))
-                ),
-                min_trader_grade: completable(z.string().max(8).optional().describe('Lowest trader grade, 0 to 100, e.g. 70.'), value =>
-                    TRADER_GRADES.filter(option => option.startsWith((value ?? '').trim()))
-                )
-            }
+            argsSchema: schemas.scan
         },
         async ({ max_market_cap, min_trader_grade }, extra) =>
             inToolCall(deps.clock, deps.callDeadlineMs, () =>
@@ -230,12 +250,7 @@ export function registerPrompts(server: McpServer, deps: PromptDeps): void {
             title: 'Compare tokens',
             description:
                 '2 to 5 tokens side by side: price, TM, trader and investor grades, current trend (about 4 credits cold, cached after).',
-            argsSchema: {
-                symbols: completable(
-                    z.string().min(1).max(200).describe('2 to 5 tokens, comma-separated, e.g. "BTC,ETH,SOL".'),
-                    async value => (deps.symbols ? completeListItem(value, prefix => deps.symbols!.complete(prefix)) : [])
-                )
-            }
+            argsSchema: schemas.compare
         },
         async ({ symbols }, extra) =>
             inToolCall(deps.clock, deps.callDeadlineMs, () => compareTokens(symbols, deps, callSignal(deps, extra.signal)))

@@ -140,6 +140,31 @@ describe('the built CLI', () => {
     });
 });
 
+describe.skipIf(!CLI_PATH.endsWith(join('dist', 'src', 'cli.js')))('the bundle', () => {
+    it('starts without node:http2, which undici would load for connections this server never makes', async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'cim-probe-'));
+        try {
+            const probe = join(dir, 'probe.cjs');
+            writeFileSync(
+                probe,
+                "process.on('exit', () => process.stderr.write(`\\nhttp2 loaded: ${process.moduleLoadList.includes('NativeModule http2')}\\n`));"
+            );
+            const { client, server } = await startServer({
+                CRYPTO_INTEL_CACHE_DIR: 'off',
+                NODE_OPTIONS: `--require ${JSON.stringify(probe)}`
+            });
+            try {
+                await client.listTools();
+            } finally {
+                await server.close();
+            }
+            expect(server.stderr).toContain('http2 loaded: false');
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
+
 describe.skipIf(!CLI_PATH.endsWith(join('dist', 'src', 'cli.js')))('the built CLI without its bundle (tsc alone)', () => {
     it('imports the modules one by one and serves the same tools', async () => {
         // Inside the project, so that its node_modules resolve as they do for dist/.

@@ -4,6 +4,7 @@
 import { build } from 'esbuild';
 import { readFileSync, rmSync } from 'node:fs';
 import process from 'node:process';
+import { pathToFileURL } from 'node:url';
 
 const OUT_DIR = 'dist/bundle';
 
@@ -27,6 +28,8 @@ const withoutHttp2 = {
 const OUT_FILE = `${OUT_DIR}/server.cjs`;
 
 rmSync(OUT_DIR, { recursive: true, force: true });
+// The tool list, made here once from the same build's schemas rather than on every start (tools/index.ts).
+const { TOOLS_LIST } = await import(pathToFileURL('dist/tools/index.js').href);
 await build({
     entryPoints: ['dist/src/cli/main.js'],
     outfile: OUT_FILE,
@@ -38,7 +41,7 @@ await build({
     external: ['ioredis'],
     plugins: [withoutHttp2],
     // The modules find package.json and the SDK's files relative to themselves; in the bundle, relative to it.
-    define: { 'import.meta.url': '__bundleUrl' },
+    define: { 'import.meta.url': '__bundleUrl', __BUILT_TOOLS_LIST__: JSON.stringify(TOOLS_LIST) },
     banner: { js: "var __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
     // Identifiers are kept, so that a stack trace in a log still names our functions.
     minifyWhitespace: true,

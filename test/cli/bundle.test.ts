@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TOOLS } from '../../tools/index.js';
+import { toolsListResult } from '../../tools/published.js';
 import { CLI_PATH, startServer } from '../helpers/server-process.js';
 import { ROOT, run, type Ran } from '../packaging/support.js';
 
@@ -141,6 +143,15 @@ describe('the built CLI', () => {
 });
 
 describe.skipIf(!CLI_PATH.endsWith(join('dist', 'src', 'cli.js')))('the bundle', () => {
+    it('answers tools/list with the list the build made, the one these schemas make', async () => {
+        const { client, server } = await startServer({ CRYPTO_INTEL_CACHE_DIR: 'off' });
+        try {
+            expect(await client.listTools()).toEqual(toolsListResult(TOOLS));
+        } finally {
+            await server.close();
+        }
+    });
+
     it('starts without node:http2, which undici would load for connections this server never makes', async () => {
         const dir = mkdtempSync(join(tmpdir(), 'cim-probe-'));
         try {

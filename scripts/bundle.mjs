@@ -7,6 +7,7 @@ import process from 'node:process';
 import { pathToFileURL } from 'node:url';
 
 const OUT_DIR = 'dist/bundle';
+const OUT_FILE = `${OUT_DIR}/server.cjs`;
 
 /**
  * undici's HTTP/2 client loads node:http2 (and with it node:tls) when the bundle starts, ~5 ms and their garbage on
@@ -25,7 +26,6 @@ const withoutHttp2 = {
         }));
     }
 };
-const OUT_FILE = `${OUT_DIR}/server.cjs`;
 
 rmSync(OUT_DIR, { recursive: true, force: true });
 // The tool list, made here once from the same build's schemas rather than on every start (tools/index.ts).

@@ -189,10 +189,6 @@ async function compareTokens(raw: string, deps: PromptDeps, signal: AbortSignal)
 }
 
 /**
- * The three prompts a client offers in its menu, with completing arguments; data comes through the tools' own cache,
- * within a tool call's deadline and upstream share (`inToolCall`), as a tool call's does.
- */
-/**
  * The prompts' argument schemas, built once per set of dependencies (one per process): zod builds schemas slowly, and
  * the HTTP server registers the prompts on a fresh McpServer for every request, where building these was four fifths
  * of building the server. The schemas are only read, so every server of the process can share them.
@@ -218,6 +214,10 @@ function buildArgumentSchemas(deps: PromptDeps) {
     };
 }
 
+/**
+ * The three prompts a client offers in its menu, with completing arguments; data comes through the tools' own cache,
+ * within a tool call's deadline and upstream share (`inToolCall`), as a tool call's does.
+ */
 export function registerPrompts(server: McpServer, deps: PromptDeps): void {
     let schemas = argumentSchemas.get(deps);
     if (schemas === undefined) argumentSchemas.set(deps, (schemas = buildArgumentSchemas(deps)));

@@ -110,7 +110,8 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         logger
     });
     let closing: Promise<void> | undefined;
-    let warming: Promise<void> | undefined;
+    let connecting: Promise<void> | null | undefined;
+    let parsing: Promise<void> | undefined;
     return {
         deps: {
             market,
@@ -123,7 +124,11 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
             usage,
             symbols,
             // Without a usable key no request will go out: nothing to ready, and no reason to contact the upstream.
-            warmUp: () => (warming ??= keys.describe().usable > 0 ? http.warm() : Promise.resolve())
+            warmUp: only => {
+                connecting ??= keys.describe().usable > 0 ? http.warm() : null;
+                if (connecting === null) return Promise.resolve();
+                return only === 'connection' ? connecting : (parsing ??= connecting.then(() => http.warmParser()));
+            }
         },
         keys,
         market,

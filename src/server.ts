@@ -29,11 +29,12 @@ export interface ServerDeps extends ToolDeps {
     /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
     symbols?: SymbolCompleter;
     /**
-     * Readies what the first tool call needs (undici's Agent and HTTP parser, a connection to the upstream), once per process: the
-     * stdio server starts it once connected, any server when it has answered the tool list (the first start does the
-     * work). Sends no request (no credit); never rejects.
+     * Readies what the first tool call needs, once per process: a connection to the upstream, then undici's HTTP parser.
+     * The stdio server asks for the connection alone once connected (`'connection'`); any server asks for all of it once
+     * it has answered the tool list, after the answer, so that the list a client waits for at start-up waits for
+     * neither. Sends no request (no credit); never rejects.
      */
-    warmUp?: () => Promise<void>;
+    warmUp?: (only?: 'connection') => Promise<void>;
     /** Told each time a tool call has its answer, failed or not. */
     answered?: () => void;
 }

@@ -100,12 +100,21 @@ export class UpstreamHttp {
     }
 
     /**
-     * Readies the HTTP client ahead of the first request: makes the Agent, readies its parser and opens a connection to
-     * the upstream, sending nothing on it (no credit). Never rejects: what fails here, the first request meets and reports.
+     * Readies the HTTP client ahead of the first request: makes the Agent and opens a connection to the upstream,
+     * sending nothing on it (no credit). Never rejects: what fails here, the first request meets and reports.
      */
     warm(): Promise<void> {
         return this.transport.warm(this.base).catch((error: unknown) =>
             this.logger.debug('could not open a connection to the upstream ahead of the first request', {
+                error: error instanceof Error ? error.message : String(error)
+            })
+        );
+    }
+
+    /** Readies the HTTP client's parser ahead of the first answer, in memory. Never rejects, like `warm`. */
+    warmParser(): Promise<void> {
+        return this.transport.warmParser().catch((error: unknown) =>
+            this.logger.debug('could not ready the HTTP parser ahead of the first answer', {
                 error: error instanceof Error ? error.message : String(error)
             })
         );

@@ -68,10 +68,9 @@ export class UpstreamTransport {
     }
 
     /**
-     * Makes the Agent, opens a connection to `origin` (TCP, and TLS for https) that the first request takes, and
-     * readies undici's HTTP/1 parser in memory (parser-warm-up.ts), so that none of it is in the first call's way.
-     * No request goes out: nothing is spent. Rejects when the connection could not be opened; the first request then
-     * opens its own and reports what fails.
+     * Makes the Agent and opens a connection to `origin` (TCP, and TLS for https) that the first request
+     * takes, so that none of it is in the first call's way. No request goes out: nothing is spent. Rejects when the
+     * connection could not be opened; the first request then opens its own and reports what fails.
      */
     async warm(origin: URL): Promise<void> {
         this.agent();
@@ -92,7 +91,11 @@ export class UpstreamTransport {
         const spare: Spare = { origin: origin.origin, socket: socket.then(parked => this.park(spare, parked)).catch(() => null) };
         this.spare = spare;
         await socket;
-        await warmHttpParser();
+    }
+
+    /** Readies undici's HTTP/1 parser in memory (parser-warm-up.ts): no socket, nothing sent. */
+    warmParser(): Promise<void> {
+        return warmHttpParser();
     }
 
     async close(): Promise<void> {

@@ -122,8 +122,8 @@ async function serveStdio(config: Config, hooks: Hooks): Promise<void> {
     process.stdin.on('error', stdinFailed);
     await server.connect(transport);
     // The upstream connection opens while the client shakes hands: a client that calls a tool the moment it has the
-    // list finds it ready (first call ~7 ms sooner, the list no later).
-    void runtime.deps.warmUp?.();
+    // list finds it ready (first call ~7 ms sooner, the list no later). The rest waits for the list (server.ts).
+    void runtime.deps.warmUp?.('connection');
     hooks.serving?.();
     logReady(logger, 'crypto-intel-mcp ready on stdio', config, runtime, hooks);
 }

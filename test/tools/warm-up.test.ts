@@ -30,6 +30,8 @@ describe('the warm-up', () => {
             expect(warmUp).not.toHaveBeenCalled();
             await client.listTools();
             await vi.waitFor(() => expect(warmUp).toHaveBeenCalledTimes(1));
+            // All of it: the connection and, now that the list is out, the HTTP parser.
+            expect(warmUp).toHaveBeenCalledWith();
         } finally {
             await client.close();
             await server.close();

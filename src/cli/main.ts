@@ -1,5 +1,6 @@
+// First: it sets how zod parses, which every schema the other modules make reads when it is made.
+import './zod-jitless.js';
 import { writeSync } from 'node:fs';
-import { config as zodConfig } from 'zod';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { STDIO_DEFAULT_MAX_BUFFER_SIZE } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
@@ -168,10 +169,6 @@ export interface Hooks {
 
 /** Runs the command line. */
 export async function main(hooks: Hooks = {}): Promise<void> {
-    // zod compiles a parser per object schema (new Function) the first time it parses one: a few milliseconds per
-    // schema, on the first call of every tool, that a server parsing small messages never earns back. Not cached
-    // with the bundle's code either, since evaluated code is not part of it.
-    zodConfig({ jitless: true });
     let command;
     try {
         command = loadConfig(process.env, process.argv.slice(2));

@@ -110,7 +110,7 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
         logger
     });
     let closing: Promise<void> | undefined;
-    let connecting: Promise<void> | null | undefined;
+    let connecting: Promise<void> | undefined;
     let parsing: Promise<void> | undefined;
     return {
         deps: {
@@ -125,8 +125,8 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
             symbols,
             // Without a usable key no request will go out: nothing to ready, and no reason to contact the upstream.
             warmUp: only => {
-                connecting ??= keys.describe().usable > 0 ? http.warm() : null;
-                if (connecting === null) return Promise.resolve();
+                if (keys.describe().usable === 0) return Promise.resolve();
+                connecting ??= http.warm();
                 return only === 'connection' ? connecting : (parsing ??= connecting.then(() => http.warmParser()));
             }
         },

@@ -108,13 +108,13 @@ function register(server: McpServer, tool: ToolDefinition, deps: ServerDeps): vo
  * CPU), and the stdio server would build one at start-up (~6 ms and its garbage) for nothing: it only serves
  * elicitation schemas, which these tools never send. Sharing it shares no state between callers.
  */
+let ajv: AjvJsonSchemaValidator | undefined;
 const sharedValidator: jsonSchemaValidator = {
     getValidator<T>(schema: JsonSchemaType): JsonSchemaValidator<T> {
         ajv ??= new AjvJsonSchemaValidator();
         return ajv.getValidator<T>(schema);
     }
 };
-let ajv: AjvJsonSchemaValidator | undefined;
 
 /** Builds the MCP server with every tool; the stdio and HTTP transports both call this. */
 export function createServer(deps: ServerDeps): McpServer {

@@ -16,6 +16,7 @@ import {
     type UpstreamError
 } from './errors.js';
 import { Semaphore, type ConcurrencyLimiter } from './limiter.js';
+import { warmHttpParser } from './parser-warm-up.js';
 import { deadlineInQueue, refusalOf } from './refusals.js';
 import { CallRetries, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { UpstreamTransport, type RawResponse } from './transport.js';
@@ -111,9 +112,9 @@ export class UpstreamHttp {
         );
     }
 
-    /** Readies the HTTP client's parser ahead of the first answer, in memory. Never rejects, like `warm`. */
+    /** Readies undici's HTTP parser ahead of the first answer, in memory (parser-warm-up.ts). Never rejects, like `warm`. */
     warmParser(): Promise<void> {
-        return this.transport.warmParser().catch((error: unknown) =>
+        return warmHttpParser().catch((error: unknown) =>
             this.logger.debug('could not ready the HTTP parser ahead of the first answer', {
                 error: error instanceof Error ? error.message : String(error)
             })

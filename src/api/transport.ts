@@ -11,7 +11,6 @@ import request from 'undici/lib/api/api-request.js';
 import buildConnectorFn from 'undici/lib/core/connect.js';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import { DEFAULT_MAX_BODY_BYTES, readCapped } from './body.js';
-import { warmHttpParser } from './parser-warm-up.js';
 
 /** One upstream answer as it came: status, headers and the body as text. */
 export interface RawResponse {
@@ -91,11 +90,6 @@ export class UpstreamTransport {
         const spare: Spare = { origin: origin.origin, socket: socket.then(parked => this.park(spare, parked)).catch(() => null) };
         this.spare = spare;
         await socket;
-    }
-
-    /** Readies undici's HTTP/1 parser in memory (parser-warm-up.ts): no socket, nothing sent. */
-    warmParser(): Promise<void> {
-        return warmHttpParser();
     }
 
     async close(): Promise<void> {

@@ -16,7 +16,7 @@ import {
     type UpstreamError
 } from './errors.js';
 import { Semaphore, type ConcurrencyLimiter } from './limiter.js';
-import { warmHttpParser } from './parser-warm-up.js';
+import { precompileHttpParser, warmHttpParser } from './parser-warm-up.js';
 import { deadlineInQueue, refusalOf } from './refusals.js';
 import { CallRetries, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { UpstreamTransport, type RawResponse } from './transport.js';
@@ -101,10 +101,12 @@ export class UpstreamHttp {
     }
 
     /**
-     * Readies the HTTP client ahead of the first request: makes the Agent and opens a connection to the upstream,
-     * sending nothing on it (no credit). Never rejects: what fails here, the first request meets and reports.
+     * Readies the HTTP client ahead of the first request: makes the Agent, starts compiling its parser off the main
+     * thread (parser-warm-up.ts) and opens a connection to the upstream, sending nothing on it (no credit). Never
+     * rejects: what fails here, the first request meets and reports.
      */
     warm(): Promise<void> {
+        precompileHttpParser();
         return this.transport.warm(this.base).catch((error: unknown) =>
             this.logger.debug('could not open a connection to the upstream ahead of the first request', {
                 error: error instanceof Error ? error.message : String(error)

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Socket } from 'node:net';
-import { warmHttpParser } from '../../src/api/parser-warm-up.js';
+import { precompileHttpParser, warmHttpParser } from '../../src/api/parser-warm-up.js';
 import { UpstreamTransport } from '../../src/api/transport.js';
 import { FakeUpstream } from '../fake-upstream/index.js';
 import { freePort } from '../helpers/ports.js';
@@ -17,6 +17,37 @@ describe('warming the HTTP parser', () => {
             expect(connect).not.toHaveBeenCalled();
         } finally {
             connect.mockRestore();
+        }
+    });
+
+    it('compiles, ahead of time, the very bytes undici compiles: its SIMD build, or the other when told not to use SIMD', () => {
+        const compile = vi.spyOn(WebAssembly, 'compile');
+        const undici = createRequire(import.meta.url);
+        try {
+            precompileHttpParser();
+            vi.stubEnv('UNDICI_NO_WASM_SIMD', '1');
+            precompileHttpParser();
+            expect(compile.mock.calls).toEqual([
+                [undici('undici/lib/llhttp/llhttp_simd-wasm.js')],
+                [undici('undici/lib/llhttp/llhttp-wasm.js')]
+            ]);
+        } finally {
+            vi.unstubAllEnvs();
+            compile.mockRestore();
+        }
+    });
+
+    it('never fails for a compile that does', async () => {
+        const compile = vi.spyOn(WebAssembly, 'compile').mockRejectedValue(new Error('no WebAssembly here'));
+        const unhandled = vi.fn();
+        process.on('unhandledRejection', unhandled);
+        try {
+            expect(() => precompileHttpParser()).not.toThrow();
+            await new Promise(resolve => setImmediate(resolve));
+            expect(unhandled).not.toHaveBeenCalled();
+        } finally {
+            process.off('unhandledRejection', unhandled);
+            compile.mockRestore();
         }
     });
 });

@@ -19,16 +19,29 @@ describe('the warm-up', () => {
         await fake?.close();
     });
 
-    it('starts once the tool list is answered, not before', async () => {
+    it('starts a while after the tool list is answered, not before: a call sent at once goes first', async () => {
         const base = await inProcessServer(fake);
         const warmUp = vi.fn(() => Promise.resolve());
-        const server = createServer({ ...base.runtime.deps, warmUp });
+        // The first sleep, the warm-up's, lasts until the test ends it; the tool call's own waits pass as usual.
+        let waited: () => void = () => undefined;
+        const clock = base.runtime.deps.clock;
+        const sleep = vi.fn((ms: number, signal?: AbortSignal) =>
+            sleep.mock.calls.length === 1 ? new Promise<void>(resolve => (waited = resolve)) : clock.sleep(ms, signal)
+        );
+        const gated = { now: () => clock.now(), monotonic: () => clock.monotonic(), timeout: (ms: number) => clock.timeout(ms), sleep };
+        const server = createServer({ ...base.runtime.deps, clock: gated, warmUp });
         const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
         const client = new Client({ name: 'warm-up-test', version: '1.0.0' });
         await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
         try {
             expect(warmUp).not.toHaveBeenCalled();
             await client.listTools();
+            expect(sleep).toHaveBeenCalledTimes(1);
+            expect(sleep.mock.calls[0]![0]).toBeGreaterThan(0);
+            const result = await client.callTool({ name: 'get_price', arguments: { symbols: ['BTC'] } });
+            expect(result.isError).toBeFalsy();
+            expect(warmUp).not.toHaveBeenCalled();
+            waited();
             await vi.waitFor(() => expect(warmUp).toHaveBeenCalledTimes(1));
             // All of it: the connection and, now that the list is out, the HTTP parser.
             expect(warmUp).toHaveBeenCalledWith();
@@ -36,6 +49,7 @@ describe('the warm-up', () => {
             await client.close();
             await server.close();
             await base.close();
+            fake.reset();
         }
     });
 

@@ -19,6 +19,16 @@ const STAND_IN = `exports.main = async hooks => {
     process.stdout.write(JSON.stringify({ codeCache: hooks.codeCache }));
     if (process.env.SERVE === '1') hooks.serving();
     if (process.env.ANSWER === '1') hooks.answered();
+    if (process.env.LINGER === '1') {
+        // A server that keeps serving: it says which cache file it saw written (one other than PREVIOUS), then ends.
+        const file = __filename + '.' + process.version + '-' + process.arch + '.v8cache';
+        const inode = () => (require('node:fs').existsSync(file) ? String(require('node:fs').statSync(file).ino) : undefined);
+        for (let waited = 0; waited < 20000; waited += 20) {
+            const now = inode();
+            if (now !== undefined && now !== process.env.PREVIOUS) return void process.stderr.write('inode ' + now);
+            await new Promise(resolve => setTimeout(resolve, 20));
+        }
+    }
 };
 `;
 
@@ -85,6 +95,22 @@ describe.skipIf(!existsSync(fileURLToPath(LOADER)))('the bundle loader and its c
         expect(await reported({ SERVE: '1', ANSWER: '1' })).toBe('used');
         expect(await reported()).toBe('used');
         expect(inode()).toBe(answered);
+    });
+
+    it('writes the cache soon after a server starts, and after its first answer, not when it exits: V8 drops unused code', async () => {
+        // What the stand-in saw while it was still serving, and whether the file changed after (a rename: a new inode).
+        const seenWhileServing = async (env: Record<string, string>): Promise<number> => {
+            const ran = await runLoader({ ...env, LINGER: '1' });
+            expect(ran.code, ran.stderr).toBe(0);
+            const seen = Number(/inode (\d+)/.exec(ran.stderr)?.[1]);
+            expect(seen).toBe(statSync(cacheFile()).ino);
+            return seen;
+        };
+        const started = await seenWhileServing({ SERVE: '1' });
+        expect(readFileSync(cacheFile())[32]).toBe(0);
+        // A cache that covers no call is taken again a second after a process answers one.
+        await seenWhileServing({ SERVE: '1', ANSWER: '1', PREVIOUS: String(started) });
+        expect(readFileSync(cacheFile())[32]).toBe(1);
     });
 
     it('marks a first cache written after a tool call as such', async () => {

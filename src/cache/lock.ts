@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { open, rename, rm } from 'node:fs/promises';
+import { link, open, rename, rm } from 'node:fs/promises';
 import { openRegularFile } from './files.js';
 
 /**
@@ -52,10 +52,20 @@ export async function tryLock(path: string, now: () => number = Date.now): Promi
             return { release: () => releaseLock(path, record.token) };
         } catch (error) {
             if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) return null;
-            if (!(await lockIsStale(path, now()))) return null;
+            const stale = await staleLock(path, now());
+            if (stale === null) return null;
             const aside = `${path}.${record.token}.stale`;
             try {
                 await rename(path, aside);
+                // Another process that judged the same lock stale may have taken it over between the read above and
+                // this rename: what moved aside is then its new lock. It goes back (never over a newer one), and the
+                // work is that process's.
+                const moved = await readLock(aside);
+                if (moved === null || moved.mtimeMs !== stale.mtimeMs || moved.record?.token !== stale.record?.token) {
+                    await link(aside, path).catch(() => undefined);
+                    await rm(aside, { force: true });
+                    return null;
+                }
                 await rm(aside, { force: true });
             } catch {
                 return null;
@@ -83,13 +93,13 @@ async function readLock(path: string): Promise<{ record: Partial<LockRecord> | n
     }
 }
 
-async function lockIsStale(path: string, nowMs: number): Promise<boolean> {
+/** The lock at `path` when it is stale (see `tryLock`), as read; null when it is not, is gone, or is not a regular file. */
+async function staleLock(path: string, nowMs: number): Promise<{ record: Partial<LockRecord> | null; mtimeMs: number } | null> {
     const lock = await readLock(path);
-    // Gone meanwhile: worth another try. Not a regular file: never ours to remove.
-    if (lock === null) return false;
-    if (nowMs - lock.mtimeMs > LOCK_STALE_MS) return true;
+    if (lock === null) return null;
+    if (nowMs - lock.mtimeMs > LOCK_STALE_MS) return lock;
     const { record } = lock;
-    return record !== null && record.host === hostname() && typeof record.pid === 'number' && !processAlive(record.pid);
+    return record !== null && record.host === hostname() && typeof record.pid === 'number' && !processAlive(record.pid) ? lock : null;
 }
 
 async function releaseLock(path: string, token: string): Promise<void> {

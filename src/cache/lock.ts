@@ -16,6 +16,12 @@ interface LockRecord {
     token: string;
 }
 
+/** A lock file as read: its record (null when it is not JSON) and its modification time. */
+export interface ReadLock {
+    record: Partial<LockRecord> | null;
+    mtimeMs: number;
+}
+
 export interface FileLock {
     /** Removes the lock file if it is still this holder's (a holder judged stale may have lost it to another process). */
     release(): Promise<void>;
@@ -53,29 +59,13 @@ export async function tryLock(path: string, now: () => number = Date.now): Promi
         } catch (error) {
             if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) return null;
             const stale = await staleLock(path, now());
-            if (stale === null) return null;
-            const aside = `${path}.${record.token}.stale`;
-            try {
-                await rename(path, aside);
-                // Another process that judged the same lock stale may have taken it over between the read above and
-                // this rename: what moved aside is then its new lock. It goes back (never over a newer one), and the
-                // work is that process's.
-                const moved = await readLock(aside);
-                if (moved === null || moved.mtimeMs !== stale.mtimeMs || moved.record?.token !== stale.record?.token) {
-                    await link(aside, path).catch(() => undefined);
-                    await rm(aside, { force: true });
-                    return null;
-                }
-                await rm(aside, { force: true });
-            } catch {
-                return null;
-            }
+            if (stale === null || !(await removeStale(path, stale, record.token))) return null;
         }
     }
     return null;
 }
 
-async function readLock(path: string): Promise<{ record: Partial<LockRecord> | null; mtimeMs: number } | null> {
+async function readLock(path: string): Promise<ReadLock | null> {
     const opened = await openRegularFile(path, MAX_LOCK_FILE_BYTES);
     if (!opened.ok) return null;
     try {
@@ -93,8 +83,27 @@ async function readLock(path: string): Promise<{ record: Partial<LockRecord> | n
     }
 }
 
+/**
+ * Moves the lock `stale` (as `staleLock` read it) out of the way; false when it could not. Another process that judged
+ * the same lock stale may have taken it over between that read and the rename here: what moved aside is then its new
+ * lock. It goes back (never over a newer one), and the work is that process's.
+ */
+export async function removeStale(path: string, stale: ReadLock, token: string): Promise<boolean> {
+    const aside = `${path}.${token}.stale`;
+    try {
+        await rename(path, aside);
+        const moved = await readLock(aside);
+        const same = moved !== null && moved.mtimeMs === stale.mtimeMs && moved.record?.token === stale.record?.token;
+        if (!same) await link(aside, path).catch(() => undefined);
+        await rm(aside, { force: true });
+        return same;
+    } catch {
+        return false;
+    }
+}
+
 /** The lock at `path` when it is stale (see `tryLock`), as read; null when it is not, is gone, or is not a regular file. */
-async function staleLock(path: string, nowMs: number): Promise<{ record: Partial<LockRecord> | null; mtimeMs: number } | null> {
+export async function staleLock(path: string, nowMs: number): Promise<ReadLock | null> {
     const lock = await readLock(path);
     if (lock === null) return null;
     if (nowMs - lock.mtimeMs > LOCK_STALE_MS) return lock;

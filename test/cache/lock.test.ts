@@ -1,27 +1,8 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-
-/**
- * What another process does between this one's read of a stale lock and its rename: the test's hook, run once just
- * before a rename (the only step of the takeover it can come between).
- */
-const beforeRename = vi.hoisted(() => ({ once: undefined as (() => void) | undefined }));
-vi.mock('node:fs/promises', async original => {
-    const fs = await original<typeof import('node:fs/promises')>();
-    return {
-        ...fs,
-        rename: async (from: string, to: string) => {
-            const hook = beforeRename.once;
-            beforeRename.once = undefined;
-            hook?.();
-            return fs.rename(from, to);
-        }
-    };
-});
-
-const { LOCK_STALE_MS, tryLock } = await import('../../src/cache/lock.js');
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LOCK_STALE_MS, removeStale, staleLock, tryLock } from '../../src/cache/lock.js';
 
 let dir: string;
 let path: string;
@@ -39,10 +20,7 @@ describe('the compaction lock', () => {
         dir = mkdtempSync(join(tmpdir(), 'cim-lock-'));
         path = join(dir, 'cache.lock');
     });
-    afterEach(() => {
-        beforeRename.once = undefined;
-        rmSync(dir, { recursive: true, force: true });
-    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
     it('takes over a stale lock, and a live one is never taken', async () => {
         staleLockFile();
@@ -56,14 +34,15 @@ describe('the compaction lock', () => {
 
     it('gives back a lock another process took over first, when both found the old one stale', async () => {
         staleLockFile();
-        // The other process: it renamed the stale lock aside and made its own, after this one read the stale lock.
-        beforeRename.once = () => {
-            rmSync(path);
-            writeFileSync(path, JSON.stringify({ pid: process.pid, host: 'other', token: 'theirs', at: Date.now() }));
-        };
-        expect(await tryLock(path)).toBeNull();
+        const stale = await staleLock(path, Date.now());
+        expect(stale?.record?.token).toBe('dead');
+        // The other process, between this one's read and its rename: it moved the stale lock aside and made its own.
+        rmSync(path);
+        writeFileSync(path, JSON.stringify({ pid: process.pid, host: 'other', token: 'theirs', at: Date.now() }));
+        expect(await removeStale(path, stale!, 'mine')).toBe(false);
         // Theirs is in place, and nothing is left beside it.
         expect(holder()).toBe('theirs');
         expect(readdirSync(dir)).toEqual(['cache.lock']);
+        expect(await tryLock(path)).toBeNull();
     });
 });

@@ -5,7 +5,7 @@ import type { CacheStats, MarketService, MarketServiceOptions, Sourced } from '.
 import { EntryKinds, kindOfKey } from './kinds.js';
 import { DiskTier } from './persistence.js';
 import { ReadPath } from './read-path.js';
-import { restore } from './restore.js';
+import { adopter, restore } from './restore.js';
 import type { Resolved } from './stale-if-error.js';
 import { Counters } from './stats.js';
 import { EntryStore, type CacheEntry } from './store.js';
@@ -79,6 +79,8 @@ export class CachedMarketService implements MarketService {
             this.disk === null
                 ? Promise.resolve()
                 : restore(this.disk, { store: this.store, kinds, clock, logger }).finally(() => (this.restored = true));
+        const disk = this.disk;
+        const adopt = adopter({ store: this.store, kinds, clock });
         this.reads = new ReadPath({
             inner: options.inner,
             clock,
@@ -91,7 +93,8 @@ export class CachedMarketService implements MarketService {
             shared: options.shared ?? null,
             keep: (key, entry) => this.keep(key, entry),
             ready: this.ready,
-            restored: () => this.restored
+            restored: () => this.restored,
+            ...(disk !== null ? { catchUp: () => disk.catchUp(entry => void adopt(entry)) } : {})
         });
     }
 

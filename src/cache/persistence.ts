@@ -8,6 +8,7 @@ import { CacheDir, closeDir, journalInfo, type JournalInfo } from './disk-files.
 import { CACHE_FILE_NAME, LOCK_FILE_NAME, metaOf, type DiskRecord } from './disk-format.js';
 import { errorCode, MAX_CACHE_FILE_BYTES, Slicer } from './files.js';
 import { Journal } from './journal.js';
+import { JournalTail } from './journal-tail.js';
 import { processAlive, tryLock } from './lock.js';
 import { DEFAULT_MAX_NEGATIVE_ENTRIES, type CacheEntry } from './store.js';
 
@@ -17,6 +18,8 @@ export const DEFAULT_PERSIST_DELAY_MS = 250;
 const COMPACT_MIN_JOURNAL_BYTES = 1024 * 1024;
 /** Background compaction after a restore waits this long, so it never competes with a client's first questions. */
 const COMPACT_AFTER_RESTORE_MS = 2_000;
+/** Other processes' journals are read on a miss at most this often (a burst of misses shares one read). */
+const CATCH_UP_EVERY_MS = 100;
 
 /** An entry as read from disk: its value still JSON text, parsed and checked against the domain schema when first used. */
 export interface StoredText {
@@ -74,6 +77,9 @@ export class DiskTier {
     private compacting: Promise<boolean> | null = null;
     private closed = false;
     private readonly journal: Journal;
+    private readonly others: JournalTail;
+    private catchingUp: Promise<void> | null = null;
+    private caughtUpAt = -Infinity;
     private lastSnapshotBytes = 0;
     /** The restore found something a compaction should fold or remove (journals of dead processes, older layouts). */
     private compactionDue = false;
@@ -87,6 +93,7 @@ export class DiskTier {
         this.persistDelayMs = Math.max(0, options.persistDelayMs ?? DEFAULT_PERSIST_DELAY_MS);
         this.files = new CacheDir(options.dir, options.logger, options.maxFileBytes ?? MAX_CACHE_FILE_BYTES);
         this.journal = new Journal(options.dir, options.clock, hostname());
+        this.others = new JournalTail(options.dir, options.maxFileBytes ?? MAX_CACHE_FILE_BYTES);
     }
 
     /** False once the directory proved unusable (then the cache stays in memory). */
@@ -125,6 +132,7 @@ export class DiskTier {
                 journalBytes += file.size;
                 const header = await this.files.readEntries(name, file, 'journal', accept, { slicer, warn: true });
                 journals.push(journalInfo(name, file, header));
+                this.others.read(name, file.size);
             }
             if (rejected > 0) this.logger.warn('cache file entries ignored: unknown kind of key', { path: this.dir, rejected });
             if (journals.some(journal => this.foldable(journal)) || opened.leftovers.length > 0 || journalBytes > this.compactThreshold()) {
@@ -134,6 +142,27 @@ export class DiskTier {
         } finally {
             await closeDir(opened);
         }
+    }
+
+    /**
+     * Hands `sink` what other processes appended to their journals since the restore (or the last catch-up), as `load`
+     * does: for a lookup about to go upstream, whose answer another server on this directory may have paid for. At most
+     * one read every `CATCH_UP_EVERY_MS`, shared by the lookups that ask meanwhile; never rejects.
+     */
+    catchUp(sink: (entry: StoredText) => void): Promise<void> {
+        if (this.disabled || this.closed) return Promise.resolve();
+        if (this.catchingUp !== null) return this.catchingUp;
+        const now = this.clock.monotonic();
+        if (now - this.caughtUpAt < CATCH_UP_EVERY_MS) return Promise.resolve();
+        this.caughtUpAt = now;
+        const own = (name: string): boolean => name === this.journal.name || this.journal.retired.has(name);
+        this.catchingUp = this.others
+            .catchUp(own, record => {
+                if (this.knownKey(record.key))
+                    sink({ ...metaOf(record), text: record.buffer.toString('utf8', record.valueStart, record.end) });
+            })
+            .finally(() => (this.catchingUp = null));
+        return this.catchingUp;
     }
 
     /** Queues an entry; it is appended to this process's journal within `persistDelayMs`. */

@@ -32,6 +32,8 @@ export interface ReadPathOptions {
     /** Settles when the entries on disk are in memory; `restored()` says whether it has. */
     ready: Promise<void>;
     restored(): boolean;
+    /** Takes in what other processes on the cache directory have appended since the restore (`DiskTier.catchUp`). */
+    catchUp?: () => Promise<void>;
 }
 
 /**
@@ -67,6 +69,11 @@ export class ReadPath {
         this.shared = options.shared === null ? null : new SharedFetch({ tier: options.shared, clock, logger, kinds, store, keep });
     }
 
+    private fresh(key: string): boolean {
+        const entry = this.options.store.peek(key);
+        return entry !== undefined && this.options.clock.now() < entry.expiresAt;
+    }
+
     /** The entries of `items` (distinct keys), in order. */
     async read<P, Row, E, V>(
         endpoint: CachedEndpoint<P, Row, E, V>,
@@ -75,6 +82,8 @@ export class ReadPath {
     ): Promise<Array<Resolved<V>>> {
         // Until the restore is done, the answer may be on disk: waiting for it is cheaper than a credit.
         if (!this.options.restored()) await this.options.ready;
+        // Another server on the same cache directory may have paid for a missing entry since: read its journal first.
+        if (this.options.catchUp !== undefined && items.some(item => !this.fresh(item.key))) await this.options.catchUp();
         if (signal?.aborted) {
             if (!deadlinePassed(signal)) throw cancelled();
             return this.afterDeadline(endpoint, items);

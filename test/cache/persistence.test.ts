@@ -335,6 +335,62 @@ describe('several processes on one cache directory', () => {
         expect(readdirSync(dir)).not.toContain(LOCK_FILE_NAME);
     });
 
+    it("answers from what another live process fetched after its own start: it reads that process's journal first", async () => {
+        const clock = new FakeClock();
+        const a = harness({ cacheDir: dir }, { clock });
+        const b = harness({ cacheDir: dir }, { clock });
+        await Promise.all([a.service.ready, b.service.ready]);
+        const first = await a.service.get(PRICES, { ids: [1, 2] });
+        await a.service.flush();
+        const again = await b.service.get(PRICES, { ids: [1, 2] });
+        expect(b.inner.count()).toBe(0);
+        expect(again.data).toEqual(first.data);
+
+        // Read on from where it stopped: only what is new, and only once it is a whole line.
+        clock.advance(SECOND);
+        await a.service.get(PRICES, { ids: [3] });
+        await a.service.flush();
+        const [journal] = readdirSync(dir).filter(name => name.startsWith(JOURNAL_PREFIX));
+        const path = join(dir, journal!);
+        const whole = readFileSync(path, 'utf8');
+        const cut = whole.lastIndexOf('\n', whole.length - 2) + 20;
+        // The last line as another process is writing it: half of it on disk so far.
+        writeFileSync(path, whole.slice(0, cut));
+        clock.advance(SECOND);
+        await b.service.get(PRICES, { ids: [4] });
+        expect(b.inner.calls.map(call => call.params)).toEqual([{ ids: [4] }]);
+        // Now whole: the line is read then, not lost for having been seen in part.
+        writeFileSync(path, whole);
+        clock.advance(SECOND);
+        await b.service.get(PRICES, { ids: [3] });
+        expect(b.inner.count()).toBe(1);
+        expect(b.service.stats().entries).toBe(4);
+        expect(b.logger.warnings).toEqual([]);
+    });
+
+    it("ignores a journal-named file that is not a journal, and never writes another process's entries to its own", async () => {
+        const clock = new FakeClock();
+        const a = harness({ cacheDir: dir }, { clock });
+        const b = harness({ cacheDir: dir }, { clock });
+        await Promise.all([a.service.ready, b.service.ready]);
+        writeFileSync(
+            join(dir, `${JOURNAL_PREFIX}1-abcdef.jsonl`),
+            'not a journal\n{"key":"price:9","fetchedAt":1,"expiresAt":9e15}\t{}\n'
+        );
+        await a.service.get(PRICES, { ids: [1] });
+        await a.service.flush();
+        await b.service.get(PRICES, { ids: [1, 9] });
+        expect(b.inner.calls.map(call => call.params)).toEqual([{ ids: [9] }]);
+        await b.service.flush();
+        const ownLines = journals()
+            .filter(name => name !== `${JOURNAL_PREFIX}1-abcdef.jsonl`)
+            .map(name => readFileSync(join(dir, name), 'utf8'))
+            .filter(text => text.includes('price:9'));
+        // b's journal holds what b fetched (9), not what it read from a's (1).
+        expect(ownLines).toHaveLength(1);
+        expect(ownLines[0]).not.toContain('"price:1"');
+    });
+
     it('keeps what another live process appends after a compaction folded its journal', async () => {
         const clock = new FakeClock();
         const a = harness({ cacheDir: dir }, { clock });

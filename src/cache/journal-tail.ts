@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isHeader, JOURNAL_NAME, toRecord, type DiskRecord } from './disk-format.js';
-import { openRegularFile } from './files.js';
+import { openRegularFile, Slicer } from './files.js';
 
 /** New bytes read from one journal per catch-up at most; the rest waits for the next (a journal is compacted at ~1 MB). */
 const MAX_READ_BYTES = 4 * 1024 * 1024;
@@ -38,10 +38,12 @@ export class JournalTail {
             return;
         }
         for (const name of this.offsets.keys()) if (!names.includes(name)) this.offsets.delete(name);
-        for (const name of names) await this.readOn(name, onRecord).catch(() => undefined);
+        // In slices, as the restore reads: a journal new to this process may hold thousands of lines.
+        const slicer = new Slicer();
+        for (const name of names) await this.readOn(name, onRecord, slicer).catch(() => undefined);
     }
 
-    private async readOn(name: string, onRecord: (record: DiskRecord) => void): Promise<void> {
+    private async readOn(name: string, onRecord: (record: DiskRecord) => void, slicer: Slicer): Promise<void> {
         const from = this.offsets.get(name) ?? 0;
         const file = await openRegularFile(join(this.dir, name), this.maxFileBytes);
         if (!file.ok) return;
@@ -67,6 +69,7 @@ export class JournalTail {
                 const record = end > at ? toRecord(bytes, at, end) : null;
                 if (record !== null) onRecord(record);
                 at = end + 1;
+                if (slicer.due()) await slicer.yield();
             }
             this.offsets.set(name, start + last + 1);
         } finally {

@@ -71,22 +71,24 @@ export async function openRegularFile(path: string, maxBytes = MAX_CACHE_FILE_BY
 
 /**
  * Reads the first `size` bytes of an open file (what it held when it was opened: a journal another process appends
- * to may grow meanwhile) in chunks, calling `onLine` with each line's byte range in `buffer` (without its newline),
- * yielding between slices. Nothing is decoded here: a caller decodes only the bytes it needs, and must copy what it
- * keeps, since the buffer is reused. The last line is passed with `complete: false` when the file does not end with
- * a newline (a write cut short by a crash). `afterChunk` runs after each chunk's lines.
+ * to may grow meanwhile), from byte `from`, in chunks, calling `onLine` with each line's byte range in `buffer`
+ * (without its newline), yielding between slices. Nothing is decoded here: a caller decodes only the bytes it needs,
+ * and must copy what it keeps, since the buffer is reused. The last line is passed with `complete: false` when the
+ * file does not end with a newline (a write cut short by a crash, or one still under way). `afterChunk` runs after
+ * each chunk's lines. Resolves the file position after the last complete line: where a later read picks up.
  */
 export async function readLines(
     handle: FileHandle,
     size: number,
     onLine: (buffer: Buffer, start: number, end: number, complete: boolean) => void,
     slicer = new Slicer(),
-    afterChunk?: () => Promise<void>
-): Promise<void> {
-    let buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(1, size)));
+    afterChunk?: () => Promise<void>,
+    from = 0
+): Promise<number> {
+    let buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(1, size - from)));
     // Bytes of a line begun in the previous chunk, moved to the buffer's start.
     let carried = 0;
-    let position = 0;
+    let position = from;
     while (position < size) {
         if (carried === buffer.length) {
             // One line longer than the buffer: grow it (bounded by the file size cap).
@@ -110,6 +112,7 @@ export async function readLines(
         if (slicer.due()) await slicer.yield();
     }
     if (carried > 0) onLine(buffer, 0, carried, false);
+    return position - carried;
 }
 
 const NEWLINE = 0x0a;

@@ -1,11 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isHeader, JOURNAL_NAME, toRecord, type DiskRecord } from './disk-format.js';
-import { openRegularFile, Slicer } from './files.js';
-
-/** New bytes read from one journal per catch-up at most; the rest waits for the next (a journal is compacted at ~1 MB). */
-const MAX_READ_BYTES = 4 * 1024 * 1024;
-const NEWLINE = 0x0a;
+import { openRegularFile, readLines, Slicer } from './files.js';
 
 /**
  * Other processes' journals, read as they grow: what a server running beside this one on the same cache directory
@@ -49,29 +45,31 @@ export class JournalTail {
         if (!file.ok) return;
         try {
             if (file.size <= from) return;
-            // From the byte before `from`: a line starts there only if that byte ends one (a read may stop mid-line).
-            const start = Math.max(0, from - 1);
-            const buffer = Buffer.allocUnsafe(Math.min(file.size - start, MAX_READ_BYTES));
-            const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, start);
-            const bytes = buffer.subarray(0, bytesRead);
-            const last = bytes.lastIndexOf(NEWLINE);
-            if (last < 0) return;
-            let at = from === 0 ? 0 : bytes.indexOf(NEWLINE) + 1;
-            if (from === 0) {
-                const headerEnd = bytes.indexOf(NEWLINE);
-                if (!isJournalHeader(bytes.toString('utf8', 0, headerEnd))) {
-                    this.foreign.add(name);
-                    return;
-                }
-                at = headerEnd + 1;
-            }
-            for (let end = bytes.indexOf(NEWLINE, at); end !== -1 && end <= last; end = bytes.indexOf(NEWLINE, at)) {
-                const record = end > at ? toRecord(bytes, at, end) : null;
-                if (record !== null) onRecord(record);
-                at = end + 1;
-                if (slicer.due()) await slicer.yield();
-            }
-            this.offsets.set(name, start + last + 1);
+            // A new journal starts with its header. Read on from the byte before `from`: a line starts at `from` only if
+            // that byte ends one; if not (the last read stopped mid-line), what comes before the next newline is the
+            // rest of a line and no entry.
+            let header = from === 0;
+            let foreign = false;
+            const readTo = await readLines(
+                file.handle,
+                file.size,
+                (buffer, start, end, complete) => {
+                    if (!complete || foreign) return;
+                    if (header) {
+                        header = false;
+                        foreign = !isJournalHeader(buffer.toString('utf8', start, end));
+                        return;
+                    }
+                    const record = toRecord(buffer, start, end);
+                    if (record !== null) onRecord(record);
+                },
+                slicer,
+                undefined,
+                Math.max(0, from - 1)
+            );
+            if (foreign) this.foreign.add(name);
+            // Never back: with no newline after `from` yet, the read stops at the byte before it.
+            else this.offsets.set(name, Math.max(from, readTo));
         } finally {
             await file.handle.close();
         }

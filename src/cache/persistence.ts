@@ -29,6 +29,11 @@ export interface StoredText {
     text: string;
 }
 
+/** A line's entry as `load` and `catchUp` hand it over: its value decoded, still JSON text. */
+function storedText(record: DiskRecord): StoredText {
+    return { ...metaOf(record), text: record.buffer.toString('utf8', record.valueStart, record.end) };
+}
+
 export interface DiskTierOptions {
     dir: string;
     clock: Clock;
@@ -120,7 +125,7 @@ export class DiskTier {
             let rejected = 0;
             const accept = (record: DiskRecord): void => {
                 if (!this.knownKey(record.key)) rejected++;
-                else sink({ ...metaOf(record), text: record.buffer.toString('utf8', record.valueStart, record.end) });
+                else sink(storedText(record));
             };
             if (opened.snapshot !== null) {
                 this.lastSnapshotBytes = opened.snapshot.size;
@@ -158,8 +163,7 @@ export class DiskTier {
         const own = (name: string): boolean => name === this.journal.name || this.journal.retired.has(name);
         this.catchingUp = this.others
             .catchUp(own, record => {
-                if (this.knownKey(record.key))
-                    sink({ ...metaOf(record), text: record.buffer.toString('utf8', record.valueStart, record.end) });
+                if (this.knownKey(record.key)) sink(storedText(record));
             })
             .finally(() => (this.catchingUp = null));
         return this.catchingUp;

@@ -123,11 +123,14 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
             callDeadlineMs: config.upstream.deadlineMs,
             usage,
             symbols,
-            // Without a usable key no request will go out: nothing to ready, and no reason to contact the upstream.
+            // Without a usable key no request will go out: nothing to ready, and no reason to contact the upstream. Once
+            // started, asking again (every HTTP tools/list does) costs nothing, not even the keys' summary.
             warmUp: only => {
+                const started = only === 'connection' ? connecting : parsing;
+                if (started !== undefined) return started;
                 if (keys.describe().usable === 0) return Promise.resolve();
                 connecting ??= http.warm();
-                return only === 'connection' ? connecting : (parsing ??= connecting.then(() => http.warmParser()));
+                return only === 'connection' ? connecting : (parsing = connecting.then(() => http.warmParser()));
             }
         },
         keys,

@@ -14,9 +14,20 @@ const FILTER_VALUE = /^[\p{L}\p{N} ._\-$()+']{1,64}$/u;
  * and `--` starts a SQL comment: "' OR 1 --" and "admin'--" are injection probes, not token names, so they never go upstream.
  */
 const SQL_FRAGMENT = /--|(?<![\p{L}\p{N}])'|'(?![\p{L}\p{N}])/u;
+/**
+ * The same two rules for ASCII text, where a letter or digit is [A-Za-z0-9]. V8 builds a `\p{L}` class (thousands of
+ * ranges) when such a regex first runs: ~1.5 ms for the two above, paid by a process's first tool call. Symbols and
+ * most names are ASCII, so the Unicode forms run only for the text that needs them.
+ */
+const ASCII_FILTER_VALUE = /^[A-Za-z0-9 ._\-$()+']{1,64}$/;
+const ASCII_SQL_FRAGMENT = /--|(?<![A-Za-z0-9])'|'(?![A-Za-z0-9])/;
+const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
 /** Whether a symbol or name can be sent as a `/tokens` filter value. */
-export const isValidFilterValue = (value: string): boolean => FILTER_VALUE.test(value) && !SQL_FRAGMENT.test(value);
+export const isValidFilterValue = (value: string): boolean =>
+    ASCII_ONLY.test(value)
+        ? ASCII_FILTER_VALUE.test(value) && !ASCII_SQL_FRAGMENT.test(value)
+        : FILTER_VALUE.test(value) && !SQL_FRAGMENT.test(value);
 
 /** Throws for any value that cannot go into a comma-separated filter, naming it as a token `kind` (symbol, name). */
 export function checkFilterValues(kind: string, values: readonly string[]): void {
@@ -53,7 +64,8 @@ export function lastDays(days: number, now: number): { startDate: string; endDat
 
 /** "shiba inu" or "SHIBA INU" -> "Shiba Inu": how the upstream writes most names, in case its `token_name` filter is case-sensitive. */
 export function titleCase(name: string): string {
-    return name.replace(/[\p{L}\p{N}']+/gu, word => word.charAt(0).toUpperCase() + word.slice(1).toLowerCase());
+    const word = ASCII_ONLY.test(name) ? /[A-Za-z0-9']+/g : /[\p{L}\p{N}']+/gu;
+    return name.replace(word, found => found.charAt(0).toUpperCase() + found.slice(1).toLowerCase());
 }
 
 /** Comma-separated lists of at most one page's worth of values each: one request per list. */

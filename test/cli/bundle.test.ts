@@ -19,6 +19,14 @@ const STAND_IN = `exports.main = async hooks => {
     process.stdout.write(JSON.stringify({ codeCache: hooks.codeCache }));
     if (process.env.SERVE === '1') hooks.serving();
     if (process.env.ANSWER === '1') hooks.answered();
+    if (process.env.AFTER_ANSWER === '1') {
+        // Whether the cache is on disk a few turns of the event loop after the first answer, while the process goes on.
+        const file = __filename + '.' + process.version + '-' + process.arch + '.v8cache';
+        hooks.answered();
+        for (let turn = 0; turn < 5; turn++) await new Promise(resolve => setTimeout(resolve, 0));
+        process.stderr.write(require('node:fs').existsSync(file) ? 'written at once' : 'not yet');
+        await new Promise(resolve => setTimeout(resolve, 50));
+    }
     if (process.env.LINGER === '1') {
         // A server that keeps serving: it says which cache file it saw written (one other than PREVIOUS), then ends.
         const file = __filename + '.' + process.version + '-' + process.arch + '.v8cache';
@@ -110,6 +118,13 @@ describe.skipIf(!existsSync(fileURLToPath(LOADER)))('the bundle loader and its c
         expect(readFileSync(cacheFile())[32]).toBe(0);
         // A cache that covers no call is taken again a second after a process answers one.
         await seenWhileServing({ SERVE: '1', ANSWER: '1', PREVIOUS: String(started) });
+        expect(readFileSync(cacheFile())[32]).toBe(1);
+    });
+
+    it('takes the cache on the turn after the first answer, before a busy session can spoil it', async () => {
+        const ran = await runLoader({ SERVE: '1', AFTER_ANSWER: '1' });
+        expect(ran.code, ran.stderr).toBe(0);
+        expect(ran.stderr).toBe('written at once');
         expect(readFileSync(cacheFile())[32]).toBe(1);
     });
 

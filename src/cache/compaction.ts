@@ -60,6 +60,8 @@ export interface CompactionOptions {
 
 export interface Rewritten {
     bytes: number;
+    /** The new snapshot's modification time, which its rename keeps: with `bytes`, how a reader tells it from another. */
+    mtimeMs: number;
     entries: number;
     /** The journals read, whole or not. */
     journals: JournalInfo[];
@@ -148,6 +150,7 @@ export async function rewrite(files: CacheDir, options: CompactionOptions, retir
         // Pass 2: copy what is kept, the snapshot's lines byte for byte.
         let entries = 0;
         let bytes = 0;
+        let mtimeMs = 0;
         const handle = await open(temp, 'wx', 0o600);
         try {
             const out = new ByteSink(handle);
@@ -177,11 +180,12 @@ export async function rewrite(files: CacheDir, options: CompactionOptions, retir
             await out.drain(0);
             bytes = out.written;
             await handle.sync();
+            mtimeMs = (await handle.stat()).mtimeMs;
         } finally {
             await handle.close();
         }
         await rename(temp, join(files.dir, CACHE_FILE_NAME));
-        return { bytes, entries, journals, leftovers: opened.leftovers };
+        return { bytes, mtimeMs, entries, journals, leftovers: opened.leftovers };
     } catch (error) {
         await rm(temp, { force: true }).catch(() => undefined);
         throw error;

@@ -6,8 +6,8 @@ import { openRegularFile, readLines, Slicer } from './files.js';
 /**
  * Other processes' journals, read as they grow: what a server running beside this one on the same cache directory
  * (Claude Desktop and Cursor each run one) fetched after this one restored, so that it is not paid for twice. Each
- * journal is read on from where the last read of it stopped, whole lines only. A journal another process folded into
- * a new snapshot and deleted between two reads is not followed there: what it held last costs a credit, as before.
+ * journal is read on from where the last read of it stopped, whole lines only. What a journal held when a compaction
+ * folded it into a new snapshot and deleted it is read from that snapshot (`DiskTier.catchUp`).
  */
 export class JournalTail {
     /** Bytes of each journal already read, by name. */

@@ -1,12 +1,12 @@
 import { hostname } from 'node:os';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { rewrite } from './compaction.js';
 import { CacheDir, closeDir, journalInfo, type JournalInfo } from './disk-files.js';
 import { CACHE_FILE_NAME, LOCK_FILE_NAME, metaOf, type DiskRecord } from './disk-format.js';
-import { errorCode, MAX_CACHE_FILE_BYTES, Slicer } from './files.js';
+import { errorCode, MAX_CACHE_FILE_BYTES, openRegularFile, Slicer } from './files.js';
 import { Journal } from './journal.js';
 import { JournalTail } from './journal-tail.js';
 import { processAlive, tryLock } from './lock.js';
@@ -33,6 +33,9 @@ export interface StoredText {
 function storedText(record: DiskRecord): StoredText {
     return { ...metaOf(record), text: record.buffer.toString('utf8', record.valueStart, record.end) };
 }
+
+/** Which snapshot is on disk: a compaction writes a new file and renames it into place. */
+const snapshotIdentity = (file: { size: number; mtimeMs: number }): string => `${file.size}:${file.mtimeMs}`;
 
 export interface DiskTierOptions {
     dir: string;
@@ -85,6 +88,8 @@ export class DiskTier {
     private readonly others: JournalTail;
     private catchingUp: Promise<void> | null = null;
     private caughtUpAt = -Infinity;
+    /** The snapshot this process last read or wrote (`snapshotIdentity`): another one is news from another process. */
+    private snapshotSeen: string | null = null;
     private lastSnapshotBytes = 0;
     /** The restore found something a compaction should fold or remove (journals of dead processes, older layouts). */
     private compactionDue = false;
@@ -129,6 +134,7 @@ export class DiskTier {
             };
             if (opened.snapshot !== null) {
                 this.lastSnapshotBytes = opened.snapshot.size;
+                this.snapshotSeen = snapshotIdentity(opened.snapshot);
                 await this.files.readEntries(CACHE_FILE_NAME, opened.snapshot, 'snapshot', accept, { slicer, warn: true });
             }
             let journalBytes = 0;
@@ -150,9 +156,10 @@ export class DiskTier {
     }
 
     /**
-     * Hands `sink` what other processes appended to their journals since the restore (or the last catch-up), as `load`
-     * does: for a lookup about to go upstream, whose answer another server on this directory may have paid for. At most
-     * one read every `CATCH_UP_EVERY_MS`, shared by the lookups that ask meanwhile; never rejects.
+     * Hands `sink` what other processes wrote since the restore (or the last catch-up), as `load` does: for a lookup
+     * about to go upstream, whose answer another server on this directory may have paid for. That is what they appended
+     * to their journals, and a snapshot another process's compaction wrote meanwhile. At most one read every
+     * `CATCH_UP_EVERY_MS`, shared by the lookups that ask meanwhile; never rejects.
      */
     catchUp(sink: (entry: StoredText) => void): Promise<void> {
         if (this.disabled || this.closed) return Promise.resolve();
@@ -161,10 +168,12 @@ export class DiskTier {
         if (now - this.caughtUpAt < CATCH_UP_EVERY_MS) return Promise.resolve();
         this.caughtUpAt = now;
         const own = (name: string): boolean => name === this.journal.name || this.journal.retired.has(name);
-        this.catchingUp = this.others
-            .catchUp(own, record => {
-                if (this.knownKey(record.key)) sink(storedText(record));
-            })
+        const accept = (record: DiskRecord): void => {
+            if (this.knownKey(record.key)) sink(storedText(record));
+        };
+        this.catchingUp = this.readNewSnapshot(accept)
+            .catch(() => undefined)
+            .then(() => this.others.catchUp(own, accept))
             .finally(() => (this.catchingUp = null));
         return this.catchingUp;
     }
@@ -216,6 +225,26 @@ export class DiskTier {
         if (!this.disabled && (this.compactionDue || this.journal.name !== null || this.journal.retired.size > 0)) await this.compact();
         await this.compacting;
         await this.journal.close();
+    }
+
+    /**
+     * The snapshot on disk, when it is not the one this process last read or wrote. A compaction deletes the journals it
+     * folds, so what their processes appended after this one's last catch-up (a server that closes folds its journal
+     * so) is in that snapshot and nowhere else. A read of the whole file, in slices, once per compaction by another
+     * process; the snapshot's entries this process already holds are skipped (`adopter`).
+     */
+    private async readNewSnapshot(accept: (record: DiskRecord) => void): Promise<void> {
+        const path = join(this.dir, CACHE_FILE_NAME);
+        const listed = await stat(path).catch(() => null);
+        if (listed === null || snapshotIdentity(listed) === this.snapshotSeen) return;
+        const file = await openRegularFile(path, this.options.maxFileBytes ?? MAX_CACHE_FILE_BYTES);
+        if (!file.ok) return;
+        try {
+            this.snapshotSeen = snapshotIdentity(file);
+            await this.files.readEntries(CACHE_FILE_NAME, file, 'snapshot', accept, { slicer: new Slicer(), warn: false });
+        } finally {
+            await file.handle.close();
+        }
     }
 
     private maxPending(): number {
@@ -279,6 +308,7 @@ export class DiskTier {
             await rotate;
             const written = await rewrite(this.files, this.options, this.journal.retired);
             this.lastSnapshotBytes = written.bytes;
+            this.snapshotSeen = snapshotIdentity({ size: written.bytes, mtimeMs: written.mtimeMs });
             // Only journals this compaction read whole: this process's closed ones, and those that can no longer grow.
             const folded = written.journals.filter(journal =>
                 this.journal.retired.has(journal.name) ? journal.readable : this.foldable(journal)

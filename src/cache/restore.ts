@@ -34,9 +34,10 @@ export function adopter(into: { store: EntryStore; kinds: EntryKinds; clock: Clo
     return ({ key, fetchedAt, expiresAt, text }) => {
         // A fetchedAt in the future means the clock moved back or the file is not ours: its age cannot be trusted.
         if (fetchedAt > clock.now()) return false;
-        // Files are read oldest first, but a key's lines may come in any order: the newest fetch wins.
+        // Files are read oldest first, but a key's lines may come in any order: the newest fetch wins. The same fetch
+        // again (a snapshot holding what this process has already) changes nothing: the entry keeps its parsed value.
         const known = store.fetchedAtOf(key);
-        if (known !== undefined && known > fetchedAt) return false;
+        if (known !== undefined && known >= fetchedAt) return false;
         return store.setText(key, text, fetchedAt, Math.min(expiresAt, fetchedAt + kinds.ttlMs(key)));
     };
 }

@@ -368,6 +368,23 @@ describe('several processes on one cache directory', () => {
         expect(b.logger.warnings).toEqual([]);
     });
 
+    it('answers from what another process folded into the snapshot when it closed, though its journal is gone', async () => {
+        const clock = new FakeClock();
+        const a = harness({ cacheDir: dir }, { clock });
+        const b = harness({ cacheDir: dir }, { clock });
+        await Promise.all([a.service.ready, b.service.ready]);
+        const first = await a.service.get(PRICES, { ids: [1, 2] });
+        await a.service.close();
+        // a's compaction folded its journal into the snapshot and deleted it: no journal holds these entries.
+        expect(journals()).toEqual([]);
+        expect(snapshotLines().slice(1).map(keyOf).sort()).toEqual(['price:1', 'price:2']);
+
+        const again = await b.service.get(PRICES, { ids: [1, 2] });
+        expect(b.inner.count()).toBe(0);
+        expect(again.data).toEqual(first.data);
+        expect(b.logger.warnings).toEqual([]);
+    });
+
     it("ignores a journal-named file that is not a journal, and never writes another process's entries to its own", async () => {
         const clock = new FakeClock();
         const a = harness({ cacheDir: dir }, { clock });

@@ -310,11 +310,22 @@ describe('start-up', () => {
     });
 });
 
+/** Two servers on one cache directory and one clock (Claude Desktop's and Cursor's), by default both restored. */
+async function twoServers({ ready = true } = {}): Promise<{
+    clock: FakeClock;
+    a: ReturnType<typeof harness>;
+    b: ReturnType<typeof harness>;
+}> {
+    const clock = new FakeClock();
+    const a = harness({ cacheDir: dir }, { clock });
+    const b = harness({ cacheDir: dir }, { clock });
+    if (ready) await Promise.all([a.service.ready, b.service.ready]);
+    return { clock, a, b };
+}
+
 describe('several processes on one cache directory', () => {
     it("loses neither process's entries when two write different keys at once: a third sees both sets", async () => {
-        const clock = new FakeClock();
-        const a = harness({ cacheDir: dir }, { clock });
-        const b = harness({ cacheDir: dir }, { clock });
+        const { clock, a, b } = await twoServers({ ready: false });
         for (let round = 0; round < 5; round++) {
             await Promise.all([
                 a.service.get(PRICES, { ids: ids(1000 + round * 20, 20) }),
@@ -336,10 +347,7 @@ describe('several processes on one cache directory', () => {
     });
 
     it("answers from what another live process fetched after its own start: it reads that process's journal first", async () => {
-        const clock = new FakeClock();
-        const a = harness({ cacheDir: dir }, { clock });
-        const b = harness({ cacheDir: dir }, { clock });
-        await Promise.all([a.service.ready, b.service.ready]);
+        const { clock, a, b } = await twoServers();
         const first = await a.service.get(PRICES, { ids: [1, 2] });
         await a.service.flush();
         const again = await b.service.get(PRICES, { ids: [1, 2] });
@@ -369,10 +377,7 @@ describe('several processes on one cache directory', () => {
     });
 
     it('answers from what another process folded into the snapshot when it closed, though its journal is gone', async () => {
-        const clock = new FakeClock();
-        const a = harness({ cacheDir: dir }, { clock });
-        const b = harness({ cacheDir: dir }, { clock });
-        await Promise.all([a.service.ready, b.service.ready]);
+        const { a, b } = await twoServers();
         const first = await a.service.get(PRICES, { ids: [1, 2] });
         await a.service.close();
         // a's compaction folded its journal into the snapshot and deleted it: no journal holds these entries.
@@ -386,10 +391,7 @@ describe('several processes on one cache directory', () => {
     });
 
     it("ignores a journal-named file that is not a journal, and never writes another process's entries to its own", async () => {
-        const clock = new FakeClock();
-        const a = harness({ cacheDir: dir }, { clock });
-        const b = harness({ cacheDir: dir }, { clock });
-        await Promise.all([a.service.ready, b.service.ready]);
+        const { a, b } = await twoServers();
         writeFileSync(
             join(dir, `${JOURNAL_PREFIX}1-abcdef.jsonl`),
             'not a journal\n{"key":"price:9","fetchedAt":1,"expiresAt":9e15}\t{}\n'
@@ -409,9 +411,7 @@ describe('several processes on one cache directory', () => {
     });
 
     it('keeps what another live process appends after a compaction folded its journal', async () => {
-        const clock = new FakeClock();
-        const a = harness({ cacheDir: dir }, { clock });
-        const b = harness({ cacheDir: dir }, { clock });
+        const { clock, a, b } = await twoServers({ ready: false });
         await b.service.get(PRICES, { ids: [1] });
         await b.service.flush();
         await a.service.get(PRICES, { ids: [2] });

@@ -171,9 +171,9 @@ export class DiskTier {
         const accept = (record: DiskRecord): void => {
             if (this.knownKey(record.key)) sink(storedText(record));
         };
-        this.catchingUp = this.readNewSnapshot(accept)
-            .catch(() => undefined)
-            .then(() => this.others.catchUp(own, accept))
+        // Side by side: the newest fetch of a key wins whichever file it is read from first.
+        this.catchingUp = Promise.all([this.readNewSnapshot(accept).catch(() => undefined), this.others.catchUp(own, accept)])
+            .then(() => undefined)
             .finally(() => (this.catchingUp = null));
         return this.catchingUp;
     }

@@ -76,6 +76,7 @@ export class DiskTier {
     private readonly logger: Logger;
     private readonly knownKey: (key: string) => boolean;
     private readonly persistDelayMs: number;
+    private readonly maxFileBytes: number;
 
     private disabled = false;
     private pending = new Map<string, CacheEntry>();
@@ -101,9 +102,10 @@ export class DiskTier {
         this.logger = options.logger;
         this.knownKey = options.knownKey;
         this.persistDelayMs = Math.max(0, options.persistDelayMs ?? DEFAULT_PERSIST_DELAY_MS);
-        this.files = new CacheDir(options.dir, options.logger, options.maxFileBytes ?? MAX_CACHE_FILE_BYTES);
+        this.maxFileBytes = options.maxFileBytes ?? MAX_CACHE_FILE_BYTES;
+        this.files = new CacheDir(options.dir, options.logger, this.maxFileBytes);
         this.journal = new Journal(options.dir, options.clock, hostname());
-        this.others = new JournalTail(options.dir, options.maxFileBytes ?? MAX_CACHE_FILE_BYTES);
+        this.others = new JournalTail(options.dir, this.maxFileBytes);
     }
 
     /** False once the directory proved unusable (then the cache stays in memory). */
@@ -237,7 +239,7 @@ export class DiskTier {
         const path = join(this.dir, CACHE_FILE_NAME);
         const listed = await stat(path).catch(() => null);
         if (listed === null || snapshotIdentity(listed) === this.snapshotSeen) return;
-        const file = await openRegularFile(path, this.options.maxFileBytes ?? MAX_CACHE_FILE_BYTES);
+        const file = await openRegularFile(path, this.maxFileBytes);
         if (!file.ok) return;
         try {
             this.snapshotSeen = snapshotIdentity(file);

@@ -1,8 +1,8 @@
 import { isAscii } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import type { Hooks } from './main.js';
 
@@ -48,8 +48,35 @@ const TAKE_AFTER_SERVING_MS = 1_000;
  * The cache sits beside the bundle, one file per Node version and architecture, since V8 rejects another's. V8 itself
  * checks only the source's length, hence the hash. The file is written where the bundle is writable (a clone, an
  * extension's folder) and simply not made where it is not (a global install by root): starts are then uncached.
+ *
+ * V8 also rejects a cache made under other V8 flags, and `NODE_OPTIONS=--max-old-space-size=…`, common in developers'
+ * shells, is one. One file for all would then flip between two clients' servers (Claude Desktop, started without the
+ * shell's variables, and an IDE started from the shell): each start rejecting the other's cache, compiling everything
+ * and writing its own. So a process started with Node options has a file of its own, named by a digest of them (not
+ * the options themselves: they can name paths); at most `MAX_OPTION_CACHES` such files are kept, the newest.
  */
-const cacheFileFor = (bundle: string): string => `${bundle}.${process.version}-${process.arch}.v8cache`;
+function optionsTag(): string {
+    const options = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join('\0');
+    return options === '' ? '' : `-${createHash('sha256').update(options).digest('hex').slice(0, 12)}`;
+}
+
+const cacheFileFor = (bundle: string, tag: string): string => `${bundle}.${process.version}-${process.arch}${tag}.v8cache`;
+
+const MAX_OPTION_CACHES = 4;
+
+/** Removes the oldest caches made under Node options beyond `MAX_OPTION_CACHES`: options that change from run to run must not fill the folder. */
+function pruneOptionCaches(bundle: string): void {
+    const prefix = `${basename(bundle)}.${process.version}-${process.arch}-`;
+    try {
+        const caches = readdirSync(dirname(bundle))
+            .filter(name => name.startsWith(prefix) && name.endsWith('.v8cache'))
+            .map(name => ({ file: join(dirname(bundle), name), written: statSync(join(dirname(bundle), name)).mtimeMs }))
+            .sort((a, b) => b.written - a.written);
+        for (const { file } of caches.slice(MAX_OPTION_CACHES)) rmSync(file, { force: true });
+    } catch {
+        // Another process pruning at the same moment, or a folder that cannot be listed: the next write tries again.
+    }
+}
 
 function readCache(file: string, hash: Buffer): Cache | undefined {
     try {
@@ -90,7 +117,8 @@ export function loadBundle(file: string): Main | null {
     // a UTF-8 read hashed as a string, which decodes the text and encodes it again.
     const hash = createHash('sha256').update(bytes).digest();
     const source = bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8');
-    const cacheFile = cacheFileFor(file);
+    const tag = optionsTag();
+    const cacheFile = cacheFileFor(file, tag);
     const cache = readCache(cacheFile, hash);
     const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
         filename: file,
@@ -110,6 +138,7 @@ export function loadBundle(file: string): Main | null {
         if (due === undefined) return;
         writeCache(cacheFile, hash, due, script.createCachedData());
         due = undefined;
+        if (tag !== '') pruneOptionCaches(file);
     };
     const keep = (coverage: Coverage): void => {
         if (undertaken === undefined) process.once('exit', write);

@@ -156,6 +156,35 @@ describe.skipIf(!existsSync(fileURLToPath(LOADER)))('the bundle loader and its c
         expect(await reported()).toBe('used');
     });
 
+    it('keeps a cache per set of Node options, so that servers started with and without them do not undo each other', async () => {
+        // V8 rejects a cache made under other V8 flags: with one file, each start would reject and replace the other's.
+        const withOptions = { SERVE: '1', NODE_OPTIONS: '--max-old-space-size=4096' };
+        const optionCaches = (): string[] => readdirSync(dir).filter(name => name.endsWith('.v8cache') && join(dir, name) !== cacheFile());
+        expect(await reported()).toBe('none');
+        const plain = statSync(cacheFile()).ino;
+        expect(await reported(withOptions)).toBe('none');
+        expect(optionCaches()).toHaveLength(1);
+        expect(await reported(withOptions)).toBe('used');
+        expect(await reported()).toBe('used');
+        expect(statSync(cacheFile()).ino).toBe(plain);
+    });
+
+    it('keeps the newest four caches made under Node options, so that options that change on every run cannot fill the folder', async () => {
+        expect(await reported()).toBe('none');
+        const tagged = (): string[] => readdirSync(dir).filter(name => name.endsWith('.v8cache') && join(dir, name) !== cacheFile());
+        const written: string[] = [];
+        for (let size = 4096; size < 4102; size++) {
+            const before = tagged();
+            expect(await reported({ SERVE: '1', NODE_OPTIONS: `--max-old-space-size=${size}` })).toBe('none');
+            written.push(...tagged().filter(name => !before.includes(name)));
+            expect(tagged().length).toBe(Math.min(written.length, 4));
+        }
+        expect(written).toHaveLength(6);
+        // The plain cache is not one of theirs: neither counted nor removed.
+        expect(tagged().sort()).toEqual(written.slice(2).sort());
+        expect(existsSync(cacheFile())).toBe(true);
+    });
+
     it('keeps serving when the cache cannot be written', async () => {
         // A directory where the file would go: the rename fails, as on a folder the user cannot write.
         mkdirSync(cacheFile());

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { rewrite } from './compaction.js';
 import { CacheDir, closeDir, journalInfo, type JournalInfo } from './disk-files.js';
 import { CACHE_FILE_NAME, LOCK_FILE_NAME, metaOf, type DiskRecord } from './disk-format.js';
-import { errorCode, MAX_CACHE_FILE_BYTES, openRegularFile, Slicer } from './files.js';
+import { ChunkText, errorCode, MAX_CACHE_FILE_BYTES, openRegularFile, Slicer } from './files.js';
 import { Journal } from './journal.js';
 import { JournalTail } from './journal-tail.js';
 import { processAlive, tryLock } from './lock.js';
@@ -30,8 +30,8 @@ export interface StoredText {
 }
 
 /** A line's entry as `load` and `catchUp` hand it over: its value decoded, still JSON text. */
-function storedText(record: DiskRecord): StoredText {
-    return { ...metaOf(record), text: record.buffer.toString('utf8', record.valueStart, record.end) };
+function storedText(record: DiskRecord, chunks: ChunkText): StoredText {
+    return { ...metaOf(record), text: chunks.slice(record.buffer, record.valueStart, record.end) };
 }
 
 /** Which snapshot is on disk: a compaction writes a new file and renames it into place. */
@@ -129,10 +129,11 @@ export class DiskTier {
         const opened = await this.files.open(true, this.journal.retired);
         try {
             const slicer = new Slicer();
+            const chunks = new ChunkText();
             let rejected = 0;
             const accept = (record: DiskRecord): void => {
                 if (!this.knownKey(record.key)) rejected++;
-                else sink(storedText(record));
+                else sink(storedText(record, chunks));
             };
             if (opened.snapshot !== null) {
                 this.lastSnapshotBytes = opened.snapshot.size;
@@ -170,11 +171,15 @@ export class DiskTier {
         if (now - this.caughtUpAt < CATCH_UP_EVERY_MS) return Promise.resolve();
         this.caughtUpAt = now;
         const own = (name: string): boolean => name === this.journal.name || this.journal.retired.has(name);
-        const accept = (record: DiskRecord): void => {
-            if (this.knownKey(record.key)) sink(storedText(record));
+        // One ChunkText per reader: the two read side by side, their chunks interleaved.
+        const accept = (chunks: ChunkText) => (record: DiskRecord) => {
+            if (this.knownKey(record.key)) sink(storedText(record, chunks));
         };
         // Side by side: the newest fetch of a key wins whichever file it is read from first.
-        this.catchingUp = Promise.all([this.readNewSnapshot(accept).catch(() => undefined), this.others.catchUp(own, accept)])
+        this.catchingUp = Promise.all([
+            this.readNewSnapshot(accept(new ChunkText())).catch(() => undefined),
+            this.others.catchUp(own, accept(new ChunkText()))
+        ])
             .then(() => undefined)
             .finally(() => (this.catchingUp = null));
         return this.catchingUp;

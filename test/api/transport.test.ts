@@ -20,6 +20,26 @@ describe('warming the HTTP parser', () => {
         }
     });
 
+    it('gives the event loop back between its parts, so that a tool call arriving meanwhile waits for one part, not all', async () => {
+        // Turns of the event loop taken while the warm-up runs: each is a moment stdin is read and a call started.
+        let turns = 0;
+        let warmed = false;
+        const counting = (async () => {
+            while (!warmed) {
+                await new Promise(resolve => setImmediate(resolve));
+                turns++;
+            }
+        })();
+        const limit = Error.stackTraceLimit;
+        await warmHttpParser();
+        warmed = true;
+        await counting;
+        // The request, the answer, the text, the client's end (all in one turn, a call waited for all of them).
+        expect(turns).toBeGreaterThanOrEqual(3);
+        // Stack traces are cut only while its own client's error is made.
+        expect(Error.stackTraceLimit).toBe(limit);
+    });
+
     it('compiles, ahead of time, the very bytes undici compiles: its SIMD build, or the other when told not to use SIMD', () => {
         const compile = vi.spyOn(WebAssembly, 'compile');
         const undici = createRequire(import.meta.url);

@@ -16,6 +16,8 @@ const KEY = 'tm-bench-0000-0000-h77p';
 const TOKEN = 'bench-token-0123456789abcdef';
 /** Unmeasured requests per set of replicas first: V8 compiles the hot paths during the first few hundred. */
 const WARM_UP_REQUESTS = 300;
+/** Requests per client in the unmeasured pass before each client count. */
+const CONNECTION_WARM_UP_ROUNDS = 4;
 const TOOL = 'get_price';
 const ARGS = { symbols: ['BTC', 'ETH', 'PEPE'] };
 
@@ -120,6 +122,10 @@ async function runOn(
     await measure(servers, fake, 8, WARM_UP_REQUESTS * servers.length, options.timeCapMs);
     const rows: HttpBenchRow[] = [];
     for (const clients of options.clients) {
+        // Unmeasured, at the same concurrency: the pool opens the connections this count needs. Without it, the first
+        // requests of the 32-client row waited for 24 new connections, each set up while 31 others were served: p99
+        // 354-472 ms where the rows after it, on the same server, measured 71-75 ms (2026-12-08).
+        await measure(servers, fake, clients, clients * CONNECTION_WARM_UP_ROUNDS, options.timeCapMs);
         const row = await measure(servers, fake, clients, options.requests, options.timeCapMs);
         options.log(
             `http bench: ${row.replicas} replica(s), ${clients} client(s): ${row.requestsPerSecond} req/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms`
@@ -133,7 +139,7 @@ async function runOn(
  * Measures requests per second and p50/p95/p99 latency of warm `tools/call` requests, for each number of concurrent
  * clients, on one replica and then on two replicas sharing a redis-server it starts (skipped, and said so, when
  * redis-server is not installed), then the flood line (`runFloodBench`). Each set of replicas first gets 300
- * unmeasured requests per replica. Bounded: `requests` per configuration, each stopped at `timeCapMs`. Needs the build (`dist/src/cli.js`). Every process
+ * unmeasured requests per replica, and each client count 4 per client. Bounded: `requests` per configuration, each stopped at `timeCapMs`. Needs the build (`dist/src/cli.js`). Every process
  * it starts is stopped before it returns, whatever happens.
  */
 export async function runHttpBench(options: HttpBenchOptions = {}): Promise<HttpBenchResult> {
@@ -206,7 +212,7 @@ export function formatHttpBench(result: HttpBenchResult): string {
         .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
         .join(', ');
     return [
-        `HTTP transport (--http, loopback): warm tools/call ${result.tool}(${argsText}), concurrent clients over one connection pool`,
+        `HTTP transport (--http, loopback): warm tools/call ${result.tool}(${argsText}), concurrent clients over one connection pool, each count after an unmeasured pass at that count`,
         format(header),
         ...lines.map(format),
         ...(result.skipped === null ? [] : [`two replicas: ${result.skipped}`]),

@@ -48,13 +48,22 @@ export class RateLimiter {
         return { ok: false, retryAfterS: Math.max(1, Math.ceil((Math.min(cost, this.perMinute) - bucket.tokens) / this.perMs / 1000)) };
     }
 
-    /** Whether the caller has a unit left, spending nothing. */
+    /**
+     * Whether the caller has a unit left, spending nothing. A caller it does not track has its whole allowance, and one
+     * whose allowance has filled up again is forgotten: a check, made on every request, remembers nobody.
+     */
     check(caller: string): RateDecision {
-        if (this.perMinute <= 0) return { ok: true };
+        if (this.perMinute <= 0 || !this.buckets.has(caller)) return { ok: true };
         const bucket = this.refill(caller);
+        if (bucket.tokens >= this.perMinute) this.buckets.delete(caller);
         return bucket.tokens >= 1
             ? { ok: true }
             : { ok: false, retryAfterS: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000)) };
+    }
+
+    /** Callers short of their full allowance, or not checked since it filled up again: 0 when nobody has spent any. */
+    get tracked(): number {
+        return this.buckets.size;
     }
 
     private refill(caller: string): Bucket {

@@ -121,20 +121,23 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
             logger.debug('HTTP request refused', { status: 403, reason: refusal });
             return refuse(res, 403, `Forbidden: ${refusal}`);
         }
-        const address = clientAddress(req);
+        // Looked up only when needed: the peer's address is a system call per connection, and a flood's every request is
+        // a new connection.
+        let address: string | undefined;
+        const addressOf = (): string => (address ??= clientAddress(req));
         let caller: string;
         if (tokens.required) {
             // Checked before the token: while an address is over its failures, no guess from it is even looked at.
-            const locked = authFailures.check(address);
+            const locked = authFailures.tracked > 0 ? authFailures.check(addressOf()) : { ok: true as const };
             if (!locked.ok) {
-                logger.debug('HTTP request refused', { status: 429, reason: 'too many failed bearer attempts', address });
+                logger.debug('HTTP request refused', { status: 429, reason: 'too many failed bearer attempts', address: addressOf() });
                 return refuse(res, 429, `Too many failed authentication attempts from this address: try again in ${locked.retryAfterS} s`, {
                     'retry-after': String(locked.retryAfterS)
                 });
             }
             const index = tokens.match(bearerToken(req.headers.authorization));
             if (index < 0) {
-                authFailures.take(address);
+                authFailures.take(addressOf());
                 // Never the presented token, nor any part of it: a near miss is most of a secret.
                 logger.warn('HTTP request refused: missing or wrong bearer token', {
                     status: 401,
@@ -144,11 +147,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
                             : bearerToken(req.headers.authorization) === null
                               ? 'not a bearer token'
                               : 'wrong token',
-                    address
+                    address: addressOf()
                 });
-                if (!authFailures.check(address).ok) {
+                if (!authFailures.check(addressOf()).ok) {
                     logger.warn('failed bearer attempts over the limit: this address gets 429 until it slows down', {
-                        address,
+                        address: addressOf(),
                         limitPerMin: http.authFailuresPerMin
                     });
                 }
@@ -163,7 +166,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
             }
             caller = `token#${index + 1}`;
         } else {
-            caller = `address:${address}`;
+            caller = `address:${addressOf()}`;
         }
         const tooMany = (retryAfterS: number, message: string): void => {
             logger.debug('HTTP request refused', { status: 429, caller: caller.startsWith('token#') ? caller : 'address', retryAfterS });

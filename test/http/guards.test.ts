@@ -70,6 +70,26 @@ describe('rate limit', () => {
         expect(limiter.take('token#1')).toEqual({ ok: false, retryAfterS: 10 });
     });
 
+    it('tracks only callers that spent: checks alone remember nobody, and a refilled allowance is forgotten', () => {
+        // Failed bearer attempts are checked per address on every request: a public server sees many addresses.
+        const clock = new FakeClock();
+        const limiter = new RateLimiter(6, clock);
+        for (let i = 0; i < 100; i++) expect(limiter.check(`10.0.0.${i}`)).toEqual({ ok: true });
+        expect(limiter.tracked).toBe(0);
+        for (let i = 0; i < 6; i++) limiter.take('10.0.0.1');
+        expect(limiter.tracked).toBe(1);
+        expect(limiter.check('10.0.0.1')).toEqual({ ok: false, retryAfterS: 10 });
+        clock.advance(30_000);
+        expect(limiter.check('10.0.0.1')).toEqual({ ok: true });
+        expect(limiter.tracked).toBe(1);
+        clock.advance(30_000);
+        expect(limiter.check('10.0.0.1')).toEqual({ ok: true });
+        expect(limiter.tracked).toBe(0);
+        // Forgotten is the same as full: a minute's burst again, then refusals.
+        for (let i = 0; i < 6; i++) expect(limiter.take('10.0.0.1')).toEqual({ ok: true });
+        expect(limiter.take('10.0.0.1')).toEqual({ ok: false, retryAfterS: 10 });
+    });
+
     it('is off at 0', () => {
         const limiter = new RateLimiter(0, new FakeClock());
         for (let i = 0; i < 1000; i++) expect(limiter.take('x').ok).toBe(true);

@@ -241,3 +241,26 @@ describe('health, readiness and start-up', () => {
         }
     });
 });
+
+describe('an HTTP server that has answered nothing yet', () => {
+    it('has opened its upstream connection, and sent nothing on it: a first tool call finds it ready', async () => {
+        // A fake of its own: the connections of the other servers above would count too.
+        const upstream = await FakeUpstream.start();
+        const idle = await HttpServerProcess.start({
+            TOKEN_METRICS_API_KEY: KEY,
+            TOKEN_METRICS_BASE_URL: upstream.baseUrl,
+            CRYPTO_INTEL_HTTP_TOKENS: TOKEN
+        });
+        try {
+            await upstream.until(() => upstream.connections() === 1);
+            expect(upstream.count()).toBe(0);
+            const response = await post(idle, mcpHeaders(TOKEN), toolCallBody('get_price', { symbols: ['BTC'] }));
+            expect(((await response.json()) as { result: CallToolResult }).result.isError).toBeFalsy();
+            // The call's requests went over that connection: no other was opened.
+            expect(upstream.connections()).toBe(1);
+        } finally {
+            await idle.stop();
+            await upstream.close();
+        }
+    });
+});

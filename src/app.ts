@@ -124,8 +124,10 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
             usage,
             symbols,
             // Without a usable key no request will go out: nothing to ready, and no reason to contact the upstream. Once
-            // started, asking again (every HTTP tools/list does) costs nothing, not even the keys' summary.
+            // started, asking again (every HTTP tools/list does) costs nothing, not even the keys' summary. The cache's
+            // restore starts with the full warm-up (after the handshake), key or no key: stale answers need no key.
             warmUp: only => {
+                if (only !== 'connection') void market.restore();
                 const started = only === 'connection' ? connecting : parsing;
                 if (started !== undefined) return started;
                 if (keys.describe().usable === 0) return Promise.resolve();

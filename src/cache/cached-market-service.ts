@@ -28,8 +28,10 @@ const DEFAULT_MAX_SIZE_CHARS = 64 * 1024 * 1024;
  *   so made-up lookups cannot evict the answers real questions paid for;
  * - with a `shared` tier (Redis in a team deployment), a local miss asks the tier before the upstream, and replicas
  *   take a per-key fetch lock there so that N replicas asking the same thing make one upstream call.
- * Nothing is read at construction: the restore starts at once in the background (`ready`), and a lookup waits for it,
- * so the MCP handshake never waits for the disk and no call pays the upstream for what the files hold.
+ * Nothing is read at construction, nor during the MCP handshake: the restore starts when the server is told the client
+ * has shaken hands (`restore`, from the warm-up after the tool list) or with the first lookup, whichever comes first,
+ * and a lookup waits for it. So the handshake never shares the event loop with the restore's reads and collections, and
+ * no call pays the upstream for what the files hold.
  */
 export class CachedMarketService implements MarketService {
     private readonly clock: Clock;
@@ -40,8 +42,8 @@ export class CachedMarketService implements MarketService {
     private readonly disk: DiskTier | null;
     private closing: Promise<void> | null = null;
     private restored: boolean;
-    /** Settles when the entries on disk are in memory (at once without a `cacheDir`); never rejects. */
-    readonly ready: Promise<void>;
+    private restoring: Promise<void> | null = null;
+    private readonly load: () => Promise<void>;
 
     constructor(options: MarketServiceOptions) {
         const { clock, logger } = options;
@@ -75,11 +77,11 @@ export class CachedMarketService implements MarketService {
                       ...(options.maxCacheFileBytes !== undefined ? { maxFileBytes: options.maxCacheFileBytes } : {})
                   });
         this.restored = this.disk === null;
-        this.ready =
-            this.disk === null
-                ? Promise.resolve()
-                : restore(this.disk, { store: this.store, kinds, clock, logger }).finally(() => (this.restored = true));
         const disk = this.disk;
+        this.load = () =>
+            disk === null
+                ? Promise.resolve()
+                : restore(disk, { store: this.store, kinds, clock, logger }).finally(() => (this.restored = true));
         const adopt = adopter({ store: this.store, kinds, clock });
         this.reads = new ReadPath({
             inner: options.inner,
@@ -92,7 +94,7 @@ export class CachedMarketService implements MarketService {
             batchWindowMs: options.batchWindowMs,
             shared: options.shared ?? null,
             keep: (key, entry) => this.keep(key, entry),
-            ready: this.ready,
+            ready: () => this.ready,
             restored: () => this.restored,
             ...(disk !== null ? { catchUp: () => disk.catchUp(entry => void adopt(entry)) } : {})
         });
@@ -103,6 +105,15 @@ export class CachedMarketService implements MarketService {
         const resolved = await this.reads.read(endpoint, endpoint.parts(params), signal);
         const values = resolved.map(entry => entry.value);
         return this.sourced(endpoint.answer(values, params), resolved);
+    }
+
+    /** Settles when the entries on disk are in memory (at once without a `cacheDir`), starting the restore if need be; never rejects. */
+    get ready(): Promise<void> {
+        return (this.restoring ??= this.load());
+    }
+
+    restore(): Promise<void> {
+        return this.ready;
     }
 
     stats(): CacheStats {
@@ -117,7 +128,8 @@ export class CachedMarketService implements MarketService {
 
     close(): Promise<void> {
         this.closing ??= (async () => {
-            await this.ready;
+            // A restore under way finishes first; one never started is not needed: nothing was kept to fold in.
+            await this.restoring;
             await this.disk?.close();
         })();
         return this.closing;

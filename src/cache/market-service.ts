@@ -30,6 +30,11 @@ export interface MarketService {
      */
     flush(): Promise<void>;
     /**
+     * Starts reading the persistent files into memory, if not started yet (the first lookup starts it too); settles when
+     * they are read. Never rejects.
+     */
+    restore(): Promise<void>;
+    /**
      * Flushes, folds this process's journal into the shared snapshot (unless another process is compacting) and stops
      * the persistence timers; idempotent. Calls keep working from memory afterwards.
      */

@@ -29,8 +29,8 @@ export interface ReadPathOptions {
     shared: SharedTier | null;
     /** Stores an entry (and queues it for the disk). */
     keep(key: string, entry: CacheEntry): boolean;
-    /** Settles when the entries on disk are in memory; `restored()` says whether it has. */
-    ready: Promise<void>;
+    /** Settles when the entries on disk are in memory, starting the restore if need be; `restored()` says whether it has. */
+    ready(): Promise<void>;
     restored(): boolean;
     /** Takes in what other processes on the cache directory have appended since the restore (`DiskTier.catchUp`). */
     catchUp?: () => Promise<void>;
@@ -81,7 +81,7 @@ export class ReadPath {
         signal?: AbortSignal
     ): Promise<Array<Resolved<V>>> {
         // Until the restore is done, the answer may be on disk: waiting for it is cheaper than a credit.
-        if (!this.options.restored()) await this.options.ready;
+        if (!this.options.restored()) await this.options.ready();
         // Another server on the same cache directory may have paid for a missing entry since: read its journal first.
         if (this.options.catchUp !== undefined && items.some(item => !this.fresh(item.key))) await this.options.catchUp();
         if (signal?.aborted) {

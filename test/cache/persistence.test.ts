@@ -177,6 +177,8 @@ describe('persistent cache', () => {
         const path = join(dir, CACHE_FILE_NAME);
         const now = new FakeClock().now();
         const first = harness({ cacheDir: dir });
+        // The restore makes the directory.
+        await first.service.restore();
         await first.service.close();
 
         writeFileSync(path, `${JSON.stringify({ version: CACHE_FILE_VERSION - 1, kind: 'snapshot' })}\n`);
@@ -264,6 +266,30 @@ describe('start-up', () => {
         expect(answer.data.map(row => row.tokenId)).toEqual([7, 150]);
         expect(second.inner.count()).toBe(0);
         expect(second.service.stats().entries).toBe(200);
+    });
+
+    it('reads nothing until asked: not while the client shakes hands, and not at all for a process that gets no call', async () => {
+        const first = harness({ cacheDir: dir });
+        await first.service.get(PRICES, { ids: ids(1, 200) });
+        await first.service.close();
+        const files = (): Array<[string, number]> => readdirSync(dir).map(name => [name, statSync(join(dir, name)).mtimeMs]);
+        const before = files();
+
+        // A server that closes without a call (or a restore asked for) reads nothing and rewrites nothing.
+        const idle = harness({ cacheDir: dir }, { clock: first.clock });
+        for (let turn = 0; turn < 20; turn++) await new Promise(resolve => setImmediate(resolve));
+        expect(idle.service.stats().entries).toBe(0);
+        await idle.service.close();
+        expect(files()).toEqual(before);
+
+        // The server asks once the handshake is over (its warm-up after the tool list): then the files are read.
+        const second = harness({ cacheDir: dir }, { clock: first.clock });
+        for (let turn = 0; turn < 20; turn++) await new Promise(resolve => setImmediate(resolve));
+        expect(second.service.stats().entries).toBe(0);
+        await second.service.restore();
+        expect(second.service.stats().entries).toBe(200);
+        expect((await second.service.get(PRICES, { ids: [7] })).data[0]?.tokenId).toBe(7);
+        expect(second.inner.count()).toBe(0);
     });
 
     it.skipIf(process.platform === 'win32')(

@@ -142,6 +142,13 @@ export function createServer(deps: ServerDeps): McpServer {
         return TOOLS_LIST;
     });
     registerPrompts(server, deps);
+    // The persistent cache is read once the client has shaken hands: the restore's first reads come after the tool list,
+    // which follows `initialized` at once, and before a client's first call.
+    const previous = server.server.oninitialized;
+    server.server.oninitialized = () => {
+        previous?.();
+        void deps.market.restore();
+    };
     return server;
 }
 

@@ -28,10 +28,11 @@ const DEFAULT_MAX_SIZE_CHARS = 64 * 1024 * 1024;
  *   so made-up lookups cannot evict the answers real questions paid for;
  * - with a `shared` tier (Redis in a team deployment), a local miss asks the tier before the upstream, and replicas
  *   take a per-key fetch lock there so that N replicas asking the same thing make one upstream call.
- * Nothing is read at construction, nor during the MCP handshake: the restore starts when the server is told the client
- * has shaken hands (`restore`, from the warm-up after the tool list) or with the first lookup, whichever comes first,
- * and a lookup waits for it. So the handshake never shares the event loop with the restore's reads and collections, and
- * no call pays the upstream for what the files hold.
+ * Nothing is read at construction: the restore starts when the server is told the client has initialized (`restore`;
+ * an HTTP server, as it starts listening) or with the first lookup, whichever comes first, and a lookup waits for it.
+ * So `initialize` never shares the event loop with the restore's reads and collections (the tool list, which follows
+ * `initialized` at once, mostly comes while the files are still being opened), and no call pays the upstream for what
+ * the files hold.
  */
 export class CachedMarketService implements MarketService {
     private readonly clock: Clock;

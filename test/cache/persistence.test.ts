@@ -282,7 +282,7 @@ describe('start-up', () => {
         await idle.service.close();
         expect(files()).toEqual(before);
 
-        // The server asks once the handshake is over (its warm-up after the tool list): then the files are read.
+        // The server asks when the client has initialized (server.ts): then the files are read.
         const second = harness({ cacheDir: dir }, { clock: first.clock });
         for (let turn = 0; turn < 20; turn++) await new Promise(resolve => setImmediate(resolve));
         expect(second.service.stats().entries).toBe(0);

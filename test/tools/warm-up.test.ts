@@ -53,6 +53,26 @@ describe('the warm-up', () => {
         }
     });
 
+    it("starts the persistent cache's restore when the client has initialized, not before", async () => {
+        const base = await inProcessServer(fake);
+        const restore = vi.spyOn(base.runtime.deps.market, 'restore');
+        const server = createServer(base.runtime.deps);
+        const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+        const client = new Client({ name: 'restore-test', version: '1.0.0' });
+        try {
+            await server.connect(serverSide);
+            expect(restore).not.toHaveBeenCalled();
+            // connect() sends initialize, waits for its answer, then sends the initialized notification.
+            await client.connect(clientSide);
+            await vi.waitFor(() => expect(restore).toHaveBeenCalledTimes(1));
+        } finally {
+            restore.mockRestore();
+            await client.close();
+            await server.close();
+            await base.close();
+        }
+    });
+
     it('runs once, opens one connection to the upstream, sends nothing and logs nothing; the first call takes the connection', async () => {
         const server = await inProcessServer(fake);
         try {

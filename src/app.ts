@@ -124,11 +124,8 @@ export function createRuntime(config: Config, base: RuntimeBase): Runtime {
             usage,
             symbols,
             // Without a usable key no request will go out: nothing to ready, and no reason to contact the upstream. Once
-            // started, asking again (every HTTP tools/list does) costs nothing, not even the keys' summary. The full
-            // warm-up also starts the cache's restore, key or no key (stale answers need none): an HTTP server's, as it
-            // starts listening; a stdio server's has begun at the client's `initialized` already (server.ts).
+            // started, asking again (every HTTP tools/list does) costs nothing, not even the keys' summary.
             warmUp: only => {
-                if (only !== 'connection') void market.restore();
                 const started = only === 'connection' ? connecting : parsing;
                 if (started !== undefined) return started;
                 if (keys.describe().usable === 0) return Promise.resolve();

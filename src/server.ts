@@ -29,10 +29,10 @@ export interface ServerDeps extends ToolDeps {
     /** Completes symbol arguments of the prompts; shared by every server of the process, like the cache. */
     symbols?: SymbolCompleter;
     /**
-     * Readies what the first tool call needs, once per process: a connection to the upstream, then undici's HTTP parser,
-     * and the persistent cache's restore. The stdio server asks for the connection alone once connected (`'connection'`);
-     * any server asks for all of it shortly after it has answered the tool list (`WARM_UP_AFTER_LIST_MS`), so that the
-     * list a client waits for at start-up waits for none of it. Sends no request (no credit); never rejects.
+     * Readies what the first tool call needs, once per process: a connection to the upstream, then undici's HTTP parser.
+     * The stdio server asks for the connection alone once connected (`'connection'`); any server asks for all of it
+     * shortly after it has answered the tool list (`WARM_UP_AFTER_LIST_MS`), so that the list a client waits for at
+     * start-up waits for neither. Sends no request (no credit); never rejects.
      */
     warmUp?: (only?: 'connection') => Promise<void>;
     /** Told each time a tool call has its answer, failed or not. */

@@ -95,7 +95,7 @@ export class CachedMarketService implements MarketService {
             batchWindowMs: options.batchWindowMs,
             shared: options.shared ?? null,
             keep: (key, entry) => this.keep(key, entry),
-            ready: () => this.ready,
+            ready: () => this.restore(),
             restored: () => this.restored,
             ...(disk !== null ? { catchUp: () => disk.catchUp(entry => void adopt(entry)) } : {})
         });
@@ -109,12 +109,8 @@ export class CachedMarketService implements MarketService {
     }
 
     /** Settles when the entries on disk are in memory (at once without a `cacheDir`), starting the restore if need be; never rejects. */
-    get ready(): Promise<void> {
-        return (this.restoring ??= this.load());
-    }
-
     restore(): Promise<void> {
-        return this.ready;
+        return (this.restoring ??= this.load());
     }
 
     stats(): CacheStats {
@@ -123,7 +119,7 @@ export class CachedMarketService implements MarketService {
 
     async flush(): Promise<void> {
         if (this.disk === null) return;
-        await this.ready;
+        await this.restore();
         await this.disk.flush();
     }
 

@@ -138,8 +138,9 @@ async function serveHttp(config: Config, hooks: Hooks): Promise<void> {
     const { startHttpServer, MCP_PATH } = await import('../http/serve.js');
     const server = await startHttpServer({ http: config.http, baseUrl: config.baseUrl, runtime, clock: systemClock, logger });
     // No handshake here to wait for, nor one to slow down: a stateless client's first request is a tool call, which
-    // finds the upstream connection open and the HTTP parser ready (on stdio these wait for the tool list).
+    // finds the upstream connection open, the HTTP parser ready and the cache read (on stdio these wait for the client).
     void runtime.deps.warmUp?.();
+    void runtime.market.restore();
 
     exitOnSignals(
         logger,

@@ -152,7 +152,7 @@ describe('persistent cache', () => {
 
         const logger = new RecordingLogger();
         const second = harness({ cacheDir: dir }, { logger });
-        await second.service.ready;
+        await second.service.restore();
         expect(logger.warnings.map(line => line.msg)).toEqual([expect.stringContaining('not valid JSON')]);
         expect((await second.service.get(PRICES, { ids: [3375] })).data).toHaveLength(1);
         expect(second.inner.count('prices')).toBe(1);
@@ -183,7 +183,7 @@ describe('persistent cache', () => {
 
         writeFileSync(path, `${JSON.stringify({ version: CACHE_FILE_VERSION - 1, kind: 'snapshot' })}\n`);
         const wrongVersion = harness({ cacheDir: dir });
-        await wrongVersion.service.ready;
+        await wrongVersion.service.restore();
         expect(wrongVersion.logger.warnings.map(line => line.msg)).toEqual([expect.stringContaining('unknown version')]);
 
         const times = { fetchedAt: now, expiresAt: now + 60_000 };
@@ -198,7 +198,7 @@ describe('persistent cache', () => {
         const line = ({ value, ...meta }: (typeof entries)[number]): string => `${JSON.stringify(meta)}\t${JSON.stringify(value)}`;
         writeFileSync(path, [SNAPSHOT_HEADER, ...entries.map(line), '{"key":"price:4"}\tnot json', 'no tab at all'].join('\n') + '\n');
         const badValues = harness({ cacheDir: dir });
-        await badValues.service.ready;
+        await badValues.service.restore();
         // Lines that are not entries, and keys of no known kind, are dropped as the file is read.
         expect(badValues.logger.warnings.map(line => line.fields)).toEqual([
             expect.objectContaining({ lines: 2 }),
@@ -243,7 +243,7 @@ describe('persistent cache', () => {
         const file = join(root, 'a-file');
         writeFileSync(file, 'x');
         const { service, inner, logger } = harness({ cacheDir: join(file, 'sub') });
-        await service.ready;
+        await service.restore();
         expect(logger.warnings).toHaveLength(1);
         await service.get(PRICES, { ids: [1] });
         await service.get(PRICES, { ids: [1] });
@@ -304,7 +304,7 @@ describe('start-up', () => {
             execFileSync('mkfifo', [join(dir, journal!)]);
 
             const second = harness({ cacheDir: dir }, { clock: first.clock });
-            expect(await raceWithTimer(second.service.ready, 5_000)).toBeUndefined();
+            expect(await raceWithTimer(second.service.restore(), 5_000)).toBeUndefined();
             expect(second.logger.warnings.map(line => line.msg)).toEqual([
                 expect.stringContaining('not a regular file'),
                 expect.stringContaining('not a regular file')
@@ -345,7 +345,7 @@ async function twoServers({ ready = true } = {}): Promise<{
     const clock = new FakeClock();
     const a = harness({ cacheDir: dir }, { clock });
     const b = harness({ cacheDir: dir }, { clock });
-    if (ready) await Promise.all([a.service.ready, b.service.ready]);
+    if (ready) await Promise.all([a.service.restore(), b.service.restore()]);
     return { clock, a, b };
 }
 

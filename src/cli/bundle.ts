@@ -66,11 +66,13 @@ const MAX_OPTION_CACHES = 4;
 
 /** Removes the oldest caches made under Node options beyond `MAX_OPTION_CACHES`: options that change from run to run must not fill the folder. */
 function pruneOptionCaches(bundle: string): void {
+    const dir = dirname(bundle);
     const prefix = `${basename(bundle)}.${process.version}-${process.arch}-`;
     try {
-        const caches = readdirSync(dirname(bundle))
+        const caches = readdirSync(dir)
             .filter(name => name.startsWith(prefix) && name.endsWith('.v8cache'))
-            .map(name => ({ file: join(dirname(bundle), name), written: statSync(join(dirname(bundle), name)).mtimeMs }))
+            .map(name => join(dir, name))
+            .map(file => ({ file, written: statSync(file).mtimeMs }))
             .sort((a, b) => b.written - a.written);
         for (const { file } of caches.slice(MAX_OPTION_CACHES)) rmSync(file, { force: true });
     } catch {

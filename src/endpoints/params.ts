@@ -22,6 +22,9 @@ const SQL_FRAGMENT = /--|(?<![\p{L}\p{N}])'|'(?![\p{L}\p{N}])/u;
 const ASCII_FILTER_VALUE = /^[A-Za-z0-9 ._\-$()+']{1,64}$/;
 const ASCII_SQL_FRAGMENT = /--|(?<![A-Za-z0-9])'|'(?![A-Za-z0-9])/;
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
+/** A word of a name, to title-case: the Unicode form only for text beyond ASCII (see above). */
+const WORD = /[\p{L}\p{N}']+/gu;
+const ASCII_WORD = /[A-Za-z0-9']+/g;
 
 /** Whether a symbol or name can be sent as a `/tokens` filter value. */
 export const isValidFilterValue = (value: string): boolean =>
@@ -64,8 +67,7 @@ export function lastDays(days: number, now: number): { startDate: string; endDat
 
 /** "shiba inu" or "SHIBA INU" -> "Shiba Inu": how the upstream writes most names, in case its `token_name` filter is case-sensitive. */
 export function titleCase(name: string): string {
-    const word = ASCII_ONLY.test(name) ? /[A-Za-z0-9']+/g : /[\p{L}\p{N}']+/gu;
-    return name.replace(word, found => found.charAt(0).toUpperCase() + found.slice(1).toLowerCase());
+    return name.replace(ASCII_ONLY.test(name) ? ASCII_WORD : WORD, word => word.charAt(0).toUpperCase() + word.slice(1).toLowerCase());
 }
 
 /** Comma-separated lists of at most one page's worth of values each: one request per list. */
